@@ -1,0 +1,157 @@
+"""Settings for django_jarm, read from the ``JARM`` dict in the Django settings.
+
+Values are read at call time through :data:`jarm_settings` and cached until Django's
+``setting_changed`` signal fires for ``JARM`` (``override_settings`` in tests) or
+:meth:`JARMSettings.reload` is called. Nothing is bound at import time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+SETTING_NAME = "JARM"
+
+#: JWS algorithms django_jarm can sign with. ``none`` is never among them.
+ASYMMETRIC_SIGNING_ALGS = (
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
+)
+SYMMETRIC_SIGNING_ALGS = ("HS256", "HS384", "HS512")
+ALL_SIGNING_ALGS = ASYMMETRIC_SIGNING_ALGS + SYMMETRIC_SIGNING_ALGS
+
+#: JWE key management algorithms (RSA1_5 is deliberately absent: FAPI 1.0 Advanced 8.6.1).
+ASYMMETRIC_ENCRYPTION_ALGS = (
+    "RSA-OAEP",
+    "RSA-OAEP-256",
+    "RSA-OAEP-384",
+    "RSA-OAEP-512",
+    "ECDH-ES",
+    "ECDH-ES+A128KW",
+    "ECDH-ES+A192KW",
+    "ECDH-ES+A256KW",
+)
+SYMMETRIC_ENCRYPTION_ALGS = (
+    "A128KW",
+    "A192KW",
+    "A256KW",
+    "A128GCMKW",
+    "A192GCMKW",
+    "A256GCMKW",
+    "dir",
+)
+ALL_ENCRYPTION_ALGS = ASYMMETRIC_ENCRYPTION_ALGS + SYMMETRIC_ENCRYPTION_ALGS
+ALL_ENCRYPTION_ENCS = (
+    "A128CBC-HS256",
+    "A192CBC-HS384",
+    "A256CBC-HS512",
+    "A128GCM",
+    "A192GCM",
+    "A256GCM",
+)
+
+JWT_RESPONSE_MODES = ("query.jwt", "fragment.jwt", "form_post.jwt", "jwt")
+PLAIN_RESPONSE_MODES = ("query", "fragment", "form_post")
+ALL_RESPONSE_MODES = PLAIN_RESPONSE_MODES + JWT_RESPONSE_MODES
+
+PROFILES = (None, "fapi1-advanced", "fapi2-message-signing")
+
+DEFAULTS: dict[str, Any] = {
+    # Issuer identifier put in the ``iss`` claim and in both discovery documents.
+    # None: DOT's issuer (OIDC issuer when OIDC is on, else the RFC 8414 issuer).
+    "ISSUER": None,
+    # Seconds between ``iat`` and ``exp`` of a response JWT (JARM 2.1 recommends <= 600).
+    "RESPONSE_LIFETIME": 120,
+    # JWS algorithm for clients without ``authorization_signed_response_alg`` (JARM 3: RS256).
+    "DEFAULT_SIGNING_ALG": "RS256",
+    # JWS algorithms the server may use; HS* must be listed explicitly to be enabled.
+    "SIGNING_ALGS_SUPPORTED": list(ASYMMETRIC_SIGNING_ALGS),
+    "ENCRYPTION_ALGS_SUPPORTED": list(ALL_ENCRYPTION_ALGS),
+    "ENCRYPTION_ENCS_SUPPORTED": list(ALL_ENCRYPTION_ENCS),
+    "RESPONSE_MODES_SUPPORTED": list(ALL_RESPONSE_MODES),
+    # Refuse plain (non-JWT) response modes for every client.
+    "REQUIRE_JARM": False,
+    "PROFILE": None,
+    "INCLUDE_IAT": True,
+    # HTTP status of response redirects: 302, or 303 as FAPI 2.0 advises.
+    "REDIRECT_STATUS": 302,
+    # How long a process trusts its view of the server keys before re-reading them.
+    "KEY_CACHE_SECONDS": 60,
+    "CLIENT_JWKS_CACHE_SECONDS": 300,
+    "CLIENT_JWKS_TIMEOUT": 3.0,
+    "CLIENT_JWKS_MAX_BYTES": 65536,
+    "CLIENT_JWKS_ALLOW_HTTP": False,
+    "CLIENT_JWKS_ALLOW_PRIVATE_ADDRESSES": False,
+    # Secret from which the key encrypting stored private keys is derived.
+    # None: derived from SECRET_KEY.
+    "KEY_ENCRYPTION_SECRET": None,
+}
+
+
+class JARMSettings:
+    """Attribute access to the ``JARM`` setting, falling back to :data:`DEFAULTS`."""
+
+    def __init__(self, defaults: dict[str, Any] | None = None) -> None:
+        self.defaults = defaults if defaults is not None else DEFAULTS
+        self._cached: dict[str, Any] = {}
+
+    @property
+    def user_settings(self) -> dict[str, Any]:
+        value = getattr(settings, SETTING_NAME, None)
+        return value if isinstance(value, dict) else {}
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name not in self.defaults:
+            raise AttributeError(f"Invalid JARM setting: {name!r}")
+        cached = self._cached
+        if name not in cached:
+            cached[name] = self.user_settings.get(name, self.defaults[name])
+        return cached[name]
+
+    def reload(self) -> None:
+        self._cached.clear()
+
+    # Derived values -------------------------------------------------------------------
+
+    @property
+    def signing_algs(self) -> list[str]:
+        """Signing algorithms enabled by settings (and by the profile, when one is set)."""
+        algs = [alg for alg in self.SIGNING_ALGS_SUPPORTED if alg in ALL_SIGNING_ALGS]
+        profile_algs = PROFILE_SIGNING_ALGS.get(self.PROFILE)
+        if profile_algs is not None:
+            algs = [alg for alg in algs if alg in profile_algs]
+        return algs
+
+    @property
+    def default_signing_alg(self) -> str:
+        return str(self.DEFAULT_SIGNING_ALG)
+
+    @property
+    def response_modes(self) -> list[str]:
+        return [mode for mode in self.RESPONSE_MODES_SUPPORTED if mode in ALL_RESPONSE_MODES]
+
+
+#: FAPI 1.0 Advanced 8.6: PS256 or ES256. FAPI 2.0 Security Profile 5.4.1: also EdDSA.
+PROFILE_SIGNING_ALGS: dict[str | None, tuple[str, ...]] = {
+    "fapi1-advanced": ("PS256", "ES256"),
+    "fapi2-message-signing": ("PS256", "ES256", "EdDSA"),
+}
+
+jarm_settings = JARMSettings()
+
+
+@receiver(setting_changed)
+def _reload_jarm_settings(*, setting: str, **kwargs: Any) -> None:
+    if setting in (SETTING_NAME, "SECRET_KEY"):
+        jarm_settings.reload()

@@ -1,0 +1,388 @@
+"""The JARM authorization view, and the discovery, metadata and JWKS views.
+
+:class:`JARMAuthorizationMixin` goes before DOT's ``AuthorizationView``. It captures the
+request context where DOT validates (``validate_authorization_request``,
+``create_authorization_response``, ``error_response``) and answers in ``redirect()``, the one
+method every client-bound response passes through.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import NoReverseMatch, reverse
+from django.utils.decorators import method_decorator
+from django.views.generic import View
+from oauth2_provider.models import get_application_model
+from oauth2_provider.settings import oauth2_settings
+from oauth2_provider.views import AuthorizationView, ConnectDiscoveryInfoView, OAuthServerMetadataView
+from oauthlib.oauth2.rfc6749.errors import CustomOAuth2Error, MismatchingRedirectURIError
+
+from . import tokens
+from .conf import jarm_settings
+from .exceptions import ConfigurationError, JARMError, ProtocolError, ResponseNotBuildable
+from .forms import JARMAllowForm
+from .keys import SigningKey, available_signing_algs, get_signing_key, published_jwks
+from .models import ClientSettings
+from .response_modes import RESPONSE_MODES, ClientPolicy, ModeDecision, Params, resolve_response_mode
+
+try:  # DOT master moved its helpers to oauth2_provider.core.
+    from oauth2_provider.core.exceptions import FatalClientError, OAuthToolkitError  # type: ignore[import-not-found]
+except ImportError:  # pragma: no branch
+    from oauth2_provider.exceptions import FatalClientError, OAuthToolkitError
+
+try:
+    from oauth2_provider.compat import login_not_required
+except ImportError:  # pragma: no cover - DOT without the Django 5.1 shim
+
+    def login_not_required(view: Any) -> Any:
+        return view
+
+
+logger = logging.getLogger(__name__)
+
+SERVER_ERROR_DESCRIPTION = "The authorization server cannot produce a signed response for this client."
+
+
+def get_issuer(request: HttpRequest) -> str:
+    """The issuer identifier: ``JARM["ISSUER"]``, else DOT's (OIDC issuer when OIDC is on)."""
+    if jarm_settings.ISSUER:
+        return str(jarm_settings.ISSUER)
+    if oauth2_settings.OIDC_ENABLED:
+        return str(oauth2_settings.oidc_issuer(request))
+    return str(oauth2_settings.oauth2_authorization_server_issuer(request))
+
+
+def client_settings_of(application: Any) -> ClientSettings | None:
+    try:
+        return application.jarm  # type: ignore[no-any-return]
+    except ClientSettings.DoesNotExist:
+        return None
+
+
+def response_parameters(url: str, redirect_uri: str, *, keep_iss: bool = False) -> list[tuple[str, str]]:
+    """The response parameters DOT put on ``url``: fragment and query, minus the redirect URI's own query.
+
+    DOT's RFC 9207 ``iss`` parameter is dropped unless ``keep_iss``: in a JWT mode ``iss``
+    lives inside the JWT (FAPI 2.0 Message Signing 5.4.1).
+    """
+    parts = urlsplit(url)
+    own = parse_qsl(urlsplit(redirect_uri).query, keep_blank_values=True)
+    params: list[tuple[str, str]] = []
+    for pair in parse_qsl(parts.query, keep_blank_values=True):
+        if pair in own:
+            own.remove(pair)
+        else:
+            params.append(pair)
+    params.extend(parse_qsl(parts.fragment, keep_blank_values=True))
+    if keep_iss:
+        return params
+    return [(name, value) for name, value in params if name != "iss"]
+
+
+@dataclass
+class AuthorizationContext:
+    """What the response to one authorization request depends on, captured while DOT validates."""
+
+    application: Any
+    client_id: str
+    redirect_uri: str
+    response_type: str
+    state: str | None
+    decision: ModeDecision
+    signing_key: SigningKey | None = None
+
+
+class JARMAuthorizationMixin:
+    """Answers DOT's authorization endpoint in the requested (JWT) response mode."""
+
+    request: HttpRequest
+    jarm_context: AuthorizationContext | None = None
+
+    def get_form_class(self) -> type[JARMAllowForm]:
+        return JARMAllowForm
+
+    def get_initial(self) -> dict[str, Any]:
+        initial: dict[str, Any] = super().get_initial()  # type: ignore[misc]
+        initial["response_mode"] = self.request.GET.get("response_mode", "")
+        return initial
+
+    # Hooks -------------------------------------------------------------------------
+
+    def get_requested_response_modes(self) -> list[str]:
+        """The ``response_mode`` values of this request; more than one is an error.
+
+        On the consent POST the form's hidden field is authoritative (under PAR the URL
+        carries only ``request_uri``); a different value in the URL counts as a repeat.
+        """
+        request = self.request
+        queried = [value for value in request.GET.getlist("response_mode") if value]
+        if request.method == "POST" and "response_mode" in request.POST:
+            posted = [value for value in request.POST.getlist("response_mode") if value]
+            if queried and queried != posted:
+                return posted + queried
+            return posted
+        return queried
+
+    def get_client_policy(self, application: Any, settings: ClientSettings | None) -> ClientPolicy:
+        """The response mode policy for ``application``."""
+        require_jarm = bool(jarm_settings.REQUIRE_JARM or (settings is not None and settings.require_jarm))
+        return ClientPolicy(
+            allowed_modes=tuple(settings.response_modes) if settings is not None else (),
+            require_jarm=require_jarm,
+            encrypted=False,
+        )
+
+    def get_signing_alg(self, application: Any, settings: ClientSettings | None) -> str:
+        """The JWS algorithm of ``application``'s responses."""
+        return settings.signing_alg if settings is not None else jarm_settings.default_signing_alg
+
+    def get_response_claims(self, context: AuthorizationContext, params: Params) -> dict[str, Any]:
+        """The JWT claims for ``params``; runs once per JWT response."""
+        return tokens.response_claims(
+            params,
+            issuer=get_issuer(self.request),
+            client_id=context.client_id,
+            lifetime=int(jarm_settings.RESPONSE_LIFETIME),
+            include_iat=bool(jarm_settings.INCLUDE_IAT),
+        )
+
+    # DOT's seams -------------------------------------------------------------------
+
+    def validate_authorization_request(self, request: HttpRequest) -> tuple[Any, dict[str, Any]]:
+        scopes, credentials = super().validate_authorization_request(request)  # type: ignore[misc]
+        # oauthlib has verified the client and the redirect URI (fatal errors come first).
+        self._bind(credentials)
+        self._raise_for_refusal()
+        return scopes, credentials
+
+    def create_authorization_response(
+        self, request: HttpRequest, scopes: Any, credentials: dict[str, Any], allow: bool
+    ) -> Any:
+        self._bind(credentials, verify_redirect_uri=True)
+        self._raise_for_refusal()
+        return super().create_authorization_response(request, scopes, credentials, allow)  # type: ignore[misc]
+
+    def error_response(self, error: Any, application: Any, **kwargs: Any) -> HttpResponse:
+        if self.jarm_context is None and not isinstance(error, FatalClientError):
+            oauthlib_error = error.oauthlib_error
+            if oauthlib_error.client_id and oauthlib_error.redirect_uri:
+                # A GET validation error: oauthlib verified client and redirect URI before raising it.
+                try:
+                    self._bind(
+                        {
+                            "client_id": oauthlib_error.client_id,
+                            "redirect_uri": oauthlib_error.redirect_uri,
+                            "response_type": oauthlib_error.response_type,
+                            "state": oauthlib_error.state,
+                        }
+                    )
+                except FatalClientError as fatal:
+                    error = fatal
+                else:
+                    error = self._refusal() or error
+        return super().error_response(error, application, **kwargs)  # type: ignore[misc,no-any-return]
+
+    def redirect(self, redirect_to: str, application: Any) -> HttpResponse:
+        context = self.jarm_context
+        if context is None:
+            if any(mode == "jwt" or mode.endswith(".jwt") for mode in self.get_requested_response_modes()):
+                # Never a response in the clear to a request that asked for a JWT.
+                return HttpResponse("The authorization response cannot be delivered.", status=400)
+            return super().redirect(redirect_to, application)  # type: ignore[misc,no-any-return]
+        mode = context.decision.mode
+        params = response_parameters(redirect_to, context.redirect_uri, keep_iss=not mode.is_jwt)
+        return self.render_response(context, params)
+
+    # Internals ---------------------------------------------------------------------
+
+    def render_response(self, context: AuthorizationContext, params: Params) -> HttpResponse:
+        """Deliver ``params`` in the decided mode, signed when it is a JWT mode."""
+        mode = context.decision.mode
+        if mode.is_jwt:
+            try:
+                if context.signing_key is None:
+                    raise ConfigurationError("No signing key was resolved.")
+                claims = self.get_response_claims(context, params)
+                params = [("response", tokens.sign(claims, context.signing_key))]
+            except JARMError as exc:
+                logger.error(
+                    "JARM response not signed: client_id=%s mode=%s reason=%s",
+                    context.client_id,
+                    mode.name,
+                    exc,
+                )
+                mode = RESPONSE_MODES[mode.plain_name]
+                params = self._error_params(ResponseNotBuildable(SERVER_ERROR_DESCRIPTION), context.state)
+            else:
+                logger.info(
+                    "JARM response issued: client_id=%s mode=%s alg=%s kid=%s",
+                    context.client_id,
+                    mode.name,
+                    context.signing_key.alg,
+                    context.signing_key.kid,
+                )
+        return mode.render(
+            self.request,
+            context.redirect_uri,
+            params,
+            allowed_schemes=context.application.get_allowed_schemes(),
+        )
+
+    @staticmethod
+    def _error_params(error: ProtocolError, state: str | None) -> list[tuple[str, str]]:
+        params = [("error", error.error), ("error_description", error.description)]
+        if state:
+            params.append(("state", state))
+        return params
+
+    def _bind(self, credentials: dict[str, Any], *, verify_redirect_uri: bool = False) -> None:
+        client_id = credentials.get("client_id")
+        redirect_uri = credentials.get("redirect_uri")
+        response_type = credentials.get("response_type") or ""
+        state = credentials.get("state") or None
+        current = self.jarm_context
+        if current is not None and (
+            current.client_id,
+            current.redirect_uri,
+            current.response_type,
+            current.state,
+        ) == (
+            client_id,
+            redirect_uri,
+            response_type,
+            state,
+        ):
+            return
+        application = (
+            get_application_model().objects.select_related("jarm").filter(client_id=client_id).first()
+        )
+        if application is None or not redirect_uri:
+            raise FatalClientError(MismatchingRedirectURIError(description="Unknown client or redirect URI."))
+        if verify_redirect_uri and not application.redirect_uri_allowed(redirect_uri):
+            # DOT does not re-check the consent form's hidden redirect_uri when the user denies.
+            raise FatalClientError(MismatchingRedirectURIError())
+        settings = client_settings_of(application)
+        decision = resolve_response_mode(
+            self.get_requested_response_modes(), response_type, self.get_client_policy(application, settings)
+        )
+        signing_key = None
+        if decision.mode.is_jwt:
+            alg = self.get_signing_alg(application, settings)
+            try:
+                if settings is not None and settings.is_encrypted:
+                    raise ConfigurationError("Response encryption is configured but not available.")
+                signing_key = get_signing_key(alg, application)
+            except ConfigurationError as exc:
+                logger.error(
+                    "JARM response cannot be built: client_id=%s mode=%s alg=%s reason=%s",
+                    client_id,
+                    decision.mode.name,
+                    alg,
+                    exc,
+                )
+                decision = ModeDecision(
+                    decision.requested,
+                    RESPONSE_MODES[decision.mode.plain_name],
+                    ResponseNotBuildable(SERVER_ERROR_DESCRIPTION),
+                )
+        self.jarm_context = AuthorizationContext(
+            application=application,
+            client_id=client_id,
+            redirect_uri=redirect_uri,
+            response_type=response_type,
+            state=state,
+            decision=decision,
+            signing_key=signing_key,
+        )
+
+    def _refusal(self) -> OAuthToolkitError | None:
+        context = self.jarm_context
+        if context is None or context.decision.error is None:
+            return None
+        error = context.decision.error
+        logger.info(
+            "Authorization request refused: client_id=%s error=%s reason=%s",
+            context.client_id,
+            error.error,
+            error.description,
+        )
+        return OAuthToolkitError(
+            CustomOAuth2Error(error=error.error, description=error.description, state=context.state),
+            redirect_uri=context.redirect_uri,
+        )
+
+    def _raise_for_refusal(self) -> None:
+        refusal = self._refusal()
+        if refusal is not None:
+            raise refusal
+
+
+class JARMAuthorizationView(JARMAuthorizationMixin, AuthorizationView):
+    """DOT's authorization view answering in JARM response modes."""
+
+
+# Metadata ------------------------------------------------------------------------------
+
+
+def _jwks_url(request: HttpRequest) -> str | None:
+    try:
+        path = reverse("oauth2_provider:jwks-info")
+    except NoReverseMatch:
+        return None
+    if oauth2_settings.OIDC_ISS_ENDPOINT:
+        parts = urlsplit(oauth2_settings.OIDC_ISS_ENDPOINT)
+        return f"{parts.scheme}://{parts.netloc}{path}"
+    return request.build_absolute_uri(path)
+
+
+def jarm_metadata(request: HttpRequest) -> dict[str, Any]:
+    """The JARM members of the discovery documents (JARM 4, OAuth 2.0 Multiple Response Types)."""
+    return {
+        "issuer": get_issuer(request),
+        "response_modes_supported": jarm_settings.response_modes,
+        "authorization_signing_alg_values_supported": available_signing_algs(),
+    }
+
+
+class _JARMMetadataMixin:
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response: HttpResponse = super().get(request, *args, **kwargs)  # type: ignore[misc]
+        if response.status_code != 200:
+            return response
+        data = json.loads(response.content)
+        data.update(jarm_metadata(request))
+        if not data.get("jwks_uri"):
+            data["jwks_uri"] = _jwks_url(request)
+        new = JsonResponse(data)
+        for header, value in response.headers.items():
+            if header.lower() not in ("content-type", "content-length"):
+                new[header] = value
+        return new
+
+
+class JARMConnectDiscoveryInfoView(_JARMMetadataMixin, ConnectDiscoveryInfoView):
+    """OpenID Provider metadata with the JARM members."""
+
+
+class JARMOAuthServerMetadataView(_JARMMetadataMixin, OAuthServerMetadataView):
+    """RFC 8414 metadata with the JARM members."""
+
+
+@method_decorator(login_not_required, name="dispatch")
+class JARMJwksInfoView(View):
+    """One JWK Set: DOT's OIDC keys and the published JARM keys, public members only."""
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = JsonResponse(published_jwks())
+        max_age = int(oauth2_settings.OIDC_JWKS_MAX_AGE_SECONDS)
+        response["Access-Control-Allow-Origin"] = "*"
+        response["Cache-Control"] = (
+            f"public, max-age={max_age}, stale-while-revalidate={max_age}, stale-if-error={max_age}"
+        )
+        return response

@@ -1,0 +1,187 @@
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from django.core.cache import cache
+from django.test import Client
+from oauth2_provider.models import get_application_model
+
+from django_jarm import keys
+from django_jarm.models import ClientSettings
+from tests import rp
+
+Application = get_application_model()
+
+ISSUER = "http://testserver/o"
+REDIRECT_URI = "https://rp.example/cb"
+
+GRANT_OF_RESPONSE_TYPE = {
+    "code": Application.GRANT_AUTHORIZATION_CODE,
+    "token": Application.GRANT_IMPLICIT,
+    "id_token": Application.GRANT_IMPLICIT,
+    "id_token token": Application.GRANT_IMPLICIT,
+    "code id_token": Application.GRANT_OPENID_HYBRID,
+    "code token": Application.GRANT_OPENID_HYBRID,
+    "code id_token token": Application.GRANT_OPENID_HYBRID,
+}
+RESPONSE_TYPES = list(GRANT_OF_RESPONSE_TYPE)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches() -> Iterator[None]:
+    cache.clear()
+    keys.clear_caches()
+    yield
+    cache.clear()
+    keys.clear_caches()
+
+
+@pytest.fixture
+def user(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_user("alice", "alice@example.com", "alice-password")
+
+
+@pytest.fixture
+def browser(user: Any) -> Client:
+    """A logged-in user agent."""
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def make_app(user: Any) -> Callable[..., Any]:
+    """Factory of OAuth clients; ``jarm={...}`` adds a ClientSettings row."""
+
+    def make(
+        response_type: str = "code",
+        *,
+        client_type: str = Application.CLIENT_CONFIDENTIAL,
+        redirect_uris: str = REDIRECT_URI,
+        skip_authorization: bool = True,
+        hash_client_secret: bool = True,
+        client_secret: str | None = None,
+        jarm: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> Any:
+        secret = client_secret or secrets.token_urlsafe(48)
+        app = Application.objects.create(
+            name=f"client {response_type}",
+            user=user,
+            client_type=client_type,
+            authorization_grant_type=GRANT_OF_RESPONSE_TYPE[response_type],
+            redirect_uris=redirect_uris,
+            skip_authorization=skip_authorization,
+            hash_client_secret=hash_client_secret,
+            client_secret=secret,
+            algorithm=Application.RS256_ALGORITHM,
+            **fields,
+        )
+        app.plain_secret = secret
+        if jarm is not None:
+            ClientSettings.objects.create(application=app, **jarm)
+        return Application.objects.get(pk=app.pk) if jarm is not None else app
+
+    return make
+
+
+@pytest.fixture
+def authorize() -> Callable[..., Any]:
+    """Send an authorization request; returns (response, code_verifier, query)."""
+
+    def send(
+        client: Client,
+        app: Any,
+        response_type: str = "code",
+        response_mode: str | list[str] | None = None,
+        *,
+        state: str | None = "af0ifjsldkj",
+        scope: str = "openid read",
+        redirect_uri: str | None = REDIRECT_URI,
+        nonce: str | None = "n-0S6_WzA2Mj",
+        extra: dict[str, Any] | None = None,
+    ) -> tuple[Any, str, list[tuple[str, str]]]:
+        verifier, challenge = rp.pkce_pair()
+        query: list[tuple[str, str]] = [("client_id", app.client_id), ("response_type", response_type)]
+        if redirect_uri is not None:
+            query.append(("redirect_uri", redirect_uri))
+        if scope:
+            query.append(("scope", scope))
+        if state is not None:
+            query.append(("state", state))
+        if nonce is not None:
+            query.append(("nonce", nonce))
+        if "code" in response_type.split():
+            query += [("code_challenge", challenge), ("code_challenge_method", "S256")]
+        modes = [response_mode] if isinstance(response_mode, str) else (response_mode or [])
+        query += [("response_mode", mode) for mode in modes]
+        query += list((extra or {}).items())
+        return client.get("/o/authorize/?" + urlencode(query)), verifier, query
+
+    return send
+
+
+@pytest.fixture
+def jwks() -> Callable[[], dict[str, Any]]:
+    """The server's JWKS, fetched over HTTP as a client would."""
+
+    def fetch() -> dict[str, Any]:
+        response = Client().get("/o/.well-known/jwks.json")
+        assert response.status_code == 200
+        return response.json()
+
+    return fetch
+
+
+@pytest.fixture
+def discovery() -> Callable[[], dict[str, Any]]:
+    def fetch() -> dict[str, Any]:
+        response = Client().get("/o/.well-known/openid-configuration")
+        assert response.status_code == 200
+        return response.json()
+
+    return fetch
+
+
+@pytest.fixture
+def verify(jwks: Callable[[], dict[str, Any]], discovery: Callable[[], dict[str, Any]]) -> Callable[..., Any]:
+    """Extract and verify the JARM response of an authorization endpoint answer."""
+
+    def check(
+        response: Any, app: Any, *, redirect_uri: str = REDIRECT_URI
+    ) -> tuple[rp.Delivery, rp.VerifiedResponse]:
+        delivery = rp.delivery_of(response, redirect_uri)
+        token = rp.jwt_of(delivery)
+        verified = rp.verify_response(
+            token,
+            jwks=jwks(),
+            issuer=discovery()["issuer"],
+            client_id=app.client_id,
+            client_secret=getattr(app, "plain_secret", None),
+        )
+        return delivery, verified
+
+    return check
+
+
+@pytest.fixture
+def redeem() -> Callable[..., Any]:
+    """Exchange a code at DOT's token endpoint."""
+
+    def exchange(app: Any, code: str, verifier: str, *, redirect_uri: str = REDIRECT_URI) -> Any:
+        data = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect_uri,
+            "client_id": app.client_id,
+            "code_verifier": verifier,
+        }
+        if app.client_type == Application.CLIENT_CONFIDENTIAL:
+            data["client_secret"] = app.plain_secret
+        return Client().post("/o/token/", data)
+
+    return exchange

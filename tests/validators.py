@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from typing import Any
+
+from oauth2_provider.oauth2_validators import OAuth2Validator
+
+
+class SilentLoginValidator(OAuth2Validator):
+    """DOT's validator with OpenID Connect ``prompt=none`` support (DOT leaves it unimplemented)."""
+
+    def validate_silent_login(self, request: Any) -> bool:
+        return bool(request.user and request.user.is_authenticated)
+
+    def validate_silent_authorization(self, request: Any) -> bool:
+        return True
