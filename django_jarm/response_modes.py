@@ -220,7 +220,10 @@ def resolve_response_mode(requested: Sequence[str], response_type: str, policy: 
         return refuse("This server requires response_mode=jwt.")
     if not mode.is_jwt and policy.require_jarm:
         return refuse("This client must use a JWT response mode (response_mode=jwt).")
-    if policy.allowed_modes and not {name or resolved, resolved} & set(policy.allowed_modes):
+    allowed = set(policy.allowed_modes)
+    if "jwt" in allowed:
+        allowed.add(jwt_mode_name(response_type))
+    if allowed and not {name or resolved, resolved} & allowed:
         return refuse("This response_mode is not allowed for this client.")
     if resolved == "query" and carries_tokens(response_type):
         # OAuth 2.0 Multiple Response Types 2.1: tokens must not travel in the query.

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from jwcrypto import jws
-from jwcrypto.common import JWException, json_encode
+from jwcrypto.common import json_encode
 
 from .exceptions import ConfigurationError
 from .keys import SigningKey
@@ -55,8 +55,9 @@ def sign(claims: dict[str, Any], key: SigningKey) -> str:
         token.allowed_algs = [key.alg]
         token.add_signature(key.jwk, alg=key.alg, protected=json_encode({"alg": key.alg, "kid": key.kid}))
         return str(token.serialize(compact=True))
-    except (JWException, ValueError, TypeError) as exc:
-        # Never let a jwcrypto error (or its message) cross this boundary.
+    except Exception as exc:
+        # jwcrypto fails in many ways (JWException, ValueError, AttributeError on a key that
+        # does not fit the algorithm): none of them, nor their messages, cross this boundary.
         raise ConfigurationError(
             f"Signing with {key.alg} key {key.kid} failed: {type(exc).__name__}."
         ) from exc

@@ -81,10 +81,11 @@ def make_app(user: Any) -> Callable[..., Any]:
             algorithm=Application.RS256_ALGORITHM,
             **fields,
         )
-        app.plain_secret = secret
         if jarm is not None:
             ClientSettings.objects.create(application=app, **jarm)
-        return Application.objects.get(pk=app.pk) if jarm is not None else app
+            app = Application.objects.get(pk=app.pk)
+        app.plain_secret = secret
+        return app
 
     return make
 
