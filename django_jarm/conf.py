@@ -31,12 +31,11 @@ ASYMMETRIC_SIGNING_ALGS = (
 SYMMETRIC_SIGNING_ALGS = ("HS256", "HS384", "HS512")
 ALL_SIGNING_ALGS = ASYMMETRIC_SIGNING_ALGS + SYMMETRIC_SIGNING_ALGS
 
-#: JWE key management algorithms (RSA1_5 is deliberately absent: FAPI 1.0 Advanced 8.6.1).
+#: JWE key management algorithms (RSA1_5 is deliberately absent: FAPI 1.0 Advanced 8.6.1;
+#: jwcrypto has no RSA-OAEP-384/512).
 ASYMMETRIC_ENCRYPTION_ALGS = (
     "RSA-OAEP",
     "RSA-OAEP-256",
-    "RSA-OAEP-384",
-    "RSA-OAEP-512",
     "ECDH-ES",
     "ECDH-ES+A128KW",
     "ECDH-ES+A192KW",
@@ -136,6 +135,15 @@ class JARMSettings:
     @property
     def default_signing_alg(self) -> str:
         return str(self.DEFAULT_SIGNING_ALG)
+
+    @property
+    def encryption_algs(self) -> list[str]:
+        """Key management algorithms enabled by settings (never RSA1_5)."""
+        return [alg for alg in self.ENCRYPTION_ALGS_SUPPORTED if alg in ALL_ENCRYPTION_ALGS]
+
+    @property
+    def encryption_encs(self) -> list[str]:
+        return [enc for enc in self.ENCRYPTION_ENCS_SUPPORTED if enc in ALL_ENCRYPTION_ENCS]
 
     @property
     def response_modes(self) -> list[str]:

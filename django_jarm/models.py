@@ -16,9 +16,11 @@ from .conf import (
     ALL_ENCRYPTION_ENCS,
     ALL_RESPONSE_MODES,
     ALL_SIGNING_ALGS,
+    SYMMETRIC_ENCRYPTION_ALGS,
     SYMMETRIC_SIGNING_ALGS,
     jarm_settings,
 )
+from .exceptions import ConfigurationError
 
 #: JWK members that only a private or symmetric key has (RFC 7518 6.2.2, 6.3.2, 6.4; RFC 8037).
 PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
@@ -135,6 +137,7 @@ class ClientSettings(models.Model):
                 "authorization_encrypted_response_alg",
                 _("Choose an encryption algorithm, or clear the content encryption."),
             )
+        self._clean_encryption_key(add)
         if not isinstance(self.response_modes, list) or any(
             mode not in ALL_RESPONSE_MODES for mode in self.response_modes
         ):
@@ -155,9 +158,44 @@ class ClientSettings(models.Model):
         if errors:
             raise ValidationError(errors)
 
+    def _clean_encryption_key(self, add: Any) -> None:
+        from .client_keys import select_key
+
+        alg = self.authorization_encrypted_response_alg
+        if not alg or alg not in ALL_ENCRYPTION_ALGS:
+            return
+        if alg in SYMMETRIC_ENCRYPTION_ALGS:
+            if self.application_id is not None:
+                problem = symmetric_encryption_secret_problem(self.application, alg, self.encryption_enc)
+                if problem:
+                    add("authorization_encrypted_response_alg", problem)
+            return
+        if not self.jwks and not self.jwks_uri:
+            message = _("%(alg)s encrypts to the client's public key: give its JWK Set or JWK Set URL.")
+            add("jwks", message % {"alg": alg})
+        elif self.jwks and not jwks_problem(self.jwks):
+            try:
+                select_key(self.jwks, alg)
+            except ConfigurationError as exc:
+                add("jwks", str(exc))
+
 
 def hmac_secret_problem(application: Any, alg: str) -> str:
     """Why ``application``'s client secret cannot key ``alg``, or ``""`` when it can."""
+    # OpenID Connect Core 10.1 and 16.19: the raw secret is the MAC key, as long as the key.
+    return _secret_problem(application, alg, HMAC_MIN_SECRET_OCTETS[alg])
+
+
+def symmetric_encryption_secret_problem(application: Any, alg: str, enc: str) -> str:
+    """Why ``application``'s secret cannot derive an ``alg``/``enc`` key, or ``""``."""
+    from .client_keys import secret_key_octets
+
+    # OpenID Connect Core 10.2 and 16.19: the key is derived from the secret, which must hold
+    # at least as many octets as the key.
+    return _secret_problem(application, alg, secret_key_octets(alg, enc))
+
+
+def _secret_problem(application: Any, alg: str, needed: int) -> str:
     from oauth2_provider.models import AbstractApplication
 
     if application.client_type != AbstractApplication.CLIENT_CONFIDENTIAL:
@@ -166,12 +204,11 @@ def hmac_secret_problem(application: Any, alg: str) -> str:
     if getattr(application, "hash_client_secret", True) or _is_hashed(secret):
         return str(
             _(
-                "%(alg)s signs with the client secret, which this client stores hashed. Turn off "
-                "'hash client secret' and set a new secret, or choose an asymmetric algorithm."
+                "%(alg)s uses the client secret as key material, and this client stores it hashed. Turn "
+                "off 'hash client secret' and set a new secret, or choose an asymmetric algorithm."
             )
             % {"alg": alg}
         )
-    needed = HMAC_MIN_SECRET_OCTETS[alg]
     if len(secret.encode("utf-8")) < needed:
         return str(
             _("%(alg)s needs a client secret of at least %(n)d octets (OpenID Connect Core 16.19).")

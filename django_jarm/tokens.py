@@ -1,4 +1,4 @@
-"""The only module that builds JARM response JWTs (JWS, and JWE once a client encrypts)."""
+"""The only module that builds JARM response JWTs: JWS, and nested JWS-in-JWE."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from jwcrypto import jws
+from jwcrypto import jwe, jws
 from jwcrypto.common import json_encode
 
+from .client_keys import EncryptionKey
 from .exceptions import ConfigurationError
 from .keys import SigningKey
 
@@ -61,3 +62,21 @@ def sign(claims: dict[str, Any], key: SigningKey) -> str:
         raise ConfigurationError(
             f"Signing with {key.alg} key {key.kid} failed: {type(exc).__name__}."
         ) from exc
+
+
+def encrypt(signed: str, key: EncryptionKey) -> str:
+    """Nested JWT: the signed response encrypted to ``key`` (JARM 2.2: sign, then encrypt).
+
+    The header carries ``cty: "JWT"`` (RFC 7519 5.2) and the recipient key's ``kid``.
+    """
+    header: dict[str, Any] = {"alg": key.alg, "enc": key.enc, "cty": "JWT"}
+    if key.kid:
+        header["kid"] = key.kid
+    try:
+        token = jwe.JWE(signed.encode("ascii"), protected=json_encode(header))
+        token.allowed_algs = [key.alg, key.enc]
+        token.add_recipient(key.jwk)
+        return str(token.serialize(compact=True))
+    except Exception as exc:
+        reason = type(exc).__name__
+        raise ConfigurationError(f"Encrypting with {key.alg}/{key.enc} failed: {reason}.") from exc

@@ -24,6 +24,7 @@ from oauth2_provider.views import AuthorizationView, ConnectDiscoveryInfoView, O
 from oauthlib.oauth2.rfc6749.errors import CustomOAuth2Error, MismatchingRedirectURIError
 
 from . import tokens
+from .client_keys import EncryptionKey, get_encryption_key
 from .conf import jarm_settings
 from .exceptions import ConfigurationError, JARMError, ProtocolError, ResponseNotBuildable
 from .forms import JARMAllowForm
@@ -96,6 +97,7 @@ class AuthorizationContext:
     state: str | None
     decision: ModeDecision
     signing_key: SigningKey | None = None
+    encryption_key: EncryptionKey | None = None
 
 
 class JARMAuthorizationMixin:
@@ -135,7 +137,7 @@ class JARMAuthorizationMixin:
         return ClientPolicy(
             allowed_modes=tuple(settings.response_modes) if settings is not None else (),
             require_jarm=require_jarm,
-            encrypted=False,
+            encrypted=settings is not None and settings.is_encrypted,
         )
 
     def get_signing_alg(self, application: Any, settings: ClientSettings | None) -> str:
@@ -209,7 +211,10 @@ class JARMAuthorizationMixin:
                 if context.signing_key is None:
                     raise ConfigurationError("No signing key was resolved.")
                 claims = self.get_response_claims(context, params)
-                params = [("response", tokens.sign(claims, context.signing_key))]
+                token = tokens.sign(claims, context.signing_key)
+                if context.encryption_key is not None:
+                    token = tokens.encrypt(token, context.encryption_key)
+                params = [("response", token)]
             except JARMError as exc:
                 logger.error(
                     "JARM response not signed: client_id=%s mode=%s reason=%s",
@@ -221,11 +226,12 @@ class JARMAuthorizationMixin:
                 params = self._error_params(ResponseNotBuildable(SERVER_ERROR_DESCRIPTION), context.state)
             else:
                 logger.info(
-                    "JARM response issued: client_id=%s mode=%s alg=%s kid=%s",
+                    "JARM response issued: client_id=%s mode=%s alg=%s kid=%s enc=%s",
                     context.client_id,
                     mode.name,
                     context.signing_key.alg,
                     context.signing_key.kid,
+                    context.encryption_key.alg if context.encryption_key else "-",
                 )
         return mode.render(
             self.request,
@@ -271,13 +277,13 @@ class JARMAuthorizationMixin:
         decision = resolve_response_mode(
             self.get_requested_response_modes(), response_type, self.get_client_policy(application, settings)
         )
-        signing_key = None
+        signing_key = encryption_key = None
         if decision.mode.is_jwt:
             alg = self.get_signing_alg(application, settings)
             try:
-                if settings is not None and settings.is_encrypted:
-                    raise ConfigurationError("Response encryption is configured but not available.")
                 signing_key = get_signing_key(alg, application)
+                if settings is not None and settings.is_encrypted:
+                    encryption_key = get_encryption_key(application, settings)
             except ConfigurationError as exc:
                 logger.error(
                     "JARM response cannot be built: client_id=%s mode=%s alg=%s reason=%s",
@@ -299,6 +305,7 @@ class JARMAuthorizationMixin:
             state=state,
             decision=decision,
             signing_key=signing_key,
+            encryption_key=encryption_key,
         )
 
     def _refusal(self) -> OAuthToolkitError | None:
@@ -347,6 +354,8 @@ def jarm_metadata(request: HttpRequest) -> dict[str, Any]:
         "issuer": get_issuer(request),
         "response_modes_supported": jarm_settings.response_modes,
         "authorization_signing_alg_values_supported": available_signing_algs(),
+        "authorization_encryption_alg_values_supported": jarm_settings.encryption_algs,
+        "authorization_encryption_enc_values_supported": jarm_settings.encryption_encs,
     }
 
 

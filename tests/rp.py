@@ -150,3 +150,28 @@ def pkce_pair() -> tuple[str, str]:
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     return verifier, challenge
+
+
+def decrypt_response(token: str, key: Any, *, alg: str, enc: str) -> tuple[dict[str, Any], str]:
+    """JARM 2.4 step 1 with joserfc: the outer JWE header and the nested JWS."""
+    from joserfc import jwe
+
+    assert token.count(".") == 4, "not a compact JWE"
+    decrypted = jwe.decrypt_compact(token, key, algorithms=[alg, enc])
+    return dict(decrypted.protected), decrypted.plaintext.decode("ascii")
+
+
+def derive_secret_key(secret: str, alg: str, enc: str) -> bytes:
+    """OpenID Connect Core 10.2, written out independently of the server's code."""
+    sizes = {"A128KW": 16, "A192KW": 24, "A256KW": 32, "A128GCMKW": 16, "A192GCMKW": 24, "A256GCMKW": 32}
+    enc_sizes = {
+        "A128CBC-HS256": 32,
+        "A192CBC-HS384": 48,
+        "A256CBC-HS512": 64,
+        "A128GCM": 16,
+        "A192GCM": 24,
+        "A256GCM": 32,
+    }
+    length = enc_sizes[enc] if alg == "dir" else sizes[alg]
+    hash_name = "sha256" if length <= 32 else ("sha384" if length <= 48 else "sha512")
+    return hashlib.new(hash_name, secret.encode("utf-8")).digest()[:length]
