@@ -1,0 +1,143 @@
+"""Settings of the django_jarm demo authorization server (a demo: DEBUG on, SQLite, runserver).
+
+Environment variables (all optional):
+
+* ``DJANGO_JARM_DEMO_DB``: path of the SQLite database (default ``example_project/db.sqlite3``).
+* ``DJANGO_JARM_DEMO_KEY_FILE``: path of DOT's OIDC RSA private key (default
+  ``example_project/oidc.key``). The key is generated on first use and never committed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+BASE_DIR = Path(__file__).resolve().parent
+
+
+def _oidc_private_key(path: Path) -> str:
+    """The PEM in ``path``; a new 2048-bit RSA key (PKCS8, mode 0600) is written there first if missing."""
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        pass
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Written to a private temporary file, then linked into place: the key file never exists
+    # half-written or with wider permissions, and a process racing us keeps the first key.
+    temporary = path.with_name(f".{os.getpid()}.{path.name}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(pem)
+        with contextlib.suppress(FileExistsError):  # another process won the race: use its key
+            os.link(temporary, path)
+    finally:
+        temporary.unlink()
+    return path.read_text()
+
+
+# A demo: never run this configuration on a public address. The SECRET_KEY also derives the key
+# that encrypts the JARM server keys stored in the database, so changing it makes them unreadable.
+SECRET_KEY = "django-insecure-django_jarm-demo-only-never-use-in-production"
+DEBUG = True
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "oauth2_provider",
+    "django_jarm",
+    "example_project.demo",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "example_project.urls"
+WSGI_APPLICATION = "example_project.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("DJANGO_JARM_DEMO_DB") or BASE_DIR / "db.sqlite3",
+    }
+}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+USE_TZ = True
+STATIC_URL = "static/"
+
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/"
+
+OAUTH2_PROVIDER = {
+    "OIDC_ENABLED": True,
+    # Read from a file outside version control, created on first import (see _oidc_private_key).
+    # DOT signs ID tokens with it; django_jarm signs RS256 responses with it too.
+    "OIDC_RSA_PRIVATE_KEY": _oidc_private_key(
+        Path(os.environ.get("DJANGO_JARM_DEMO_KEY_FILE") or BASE_DIR / "oidc.key")
+    ),
+    # DOT leaves prompt=none unimplemented; this validator answers it.
+    "OAUTH2_VALIDATOR_CLASS": "example_project.demo.validators.DemoOAuth2Validator",
+    "SCOPES": {"openid": "OpenID Connect", "read": "Read your data", "write": "Change your data"},
+    "DEFAULT_SCOPES": ["read"],
+    "PKCE_REQUIRED": True,
+}
+
+JARM = {
+    "RESPONSE_LIFETIME": 120,
+    # FAPI 2.0 advises 303 for the redirect that follows the consent POST.
+    "REDIRECT_STATUS": 303,
+    # The other settings, with their defaults:
+    # "ISSUER": None,  # None: DOT's issuer (here http://127.0.0.1:8000/o)
+    # "DEFAULT_SIGNING_ALG": "RS256",  # for clients without authorization_signed_response_alg
+    # "SIGNING_ALGS_SUPPORTED": [...],  # RS*, PS*, ES*, EdDSA; list HS256/384/512 to enable them
+    # "ENCRYPTION_ALGS_SUPPORTED": [...],
+    # "ENCRYPTION_ENCS_SUPPORTED": [...],
+    # "RESPONSE_MODES_SUPPORTED": [...],  # query, fragment, form_post and the .jwt twins, jwt
+    # "REQUIRE_JARM": False,  # refuse plain response modes for every client
+    # "PROFILE": None,  # or "fapi1-advanced", "fapi2-message-signing"
+    # "INCLUDE_IAT": True,
+    # "KEY_CACHE_SECONDS": 60,
+    # "CLIENT_JWKS_CACHE_SECONDS": 300,
+    # "CLIENT_JWKS_TIMEOUT": 3.0,
+    # "CLIENT_JWKS_MAX_BYTES": 65536,
+    # "CLIENT_JWKS_ALLOW_HTTP": False,
+    # "CLIENT_JWKS_ALLOW_PRIVATE_ADDRESSES": False,
+    # "KEY_ENCRYPTION_SECRET": None,  # None: derived from SECRET_KEY
+}

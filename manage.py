@@ -1,0 +1,19 @@
+#!/usr/bin/env python
+"""Django's command-line utility for the django_jarm example project.
+
+pip install -e . && python manage.py jarm_demo
+"""
+
+import os
+import sys
+
+
+def main() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example_project.settings")
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(sys.argv)
+
+
+if __name__ == "__main__":
+    main()
