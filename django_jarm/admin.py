@@ -1,42 +1,154 @@
-"""Admin: JARM settings as an inline on DOT's Application page, and the server keys.
+"""Admin: JARM settings inline on DOT's Application page (with a preview), and the server keys.
 
-The inline is added by re-registering the Application admin that is installed (DOT's, or the
-project's ``APPLICATION_ADMIN_CLASS``) with one more inline, whatever the order of apps in
-``INSTALLED_APPS``. Projects with their own admin site add
-:class:`ClientSettingsInline` to their Application admin's ``inlines``.
+The inline is added by re-registering the installed Application admin (DOT's, or the class in
+``OAUTH2_PROVIDER["APPLICATION_ADMIN_CLASS"]``) with one more inline, whatever the order of apps
+in ``INSTALLED_APPS``. A project with its own admin site or its own registration adds
+:class:`ClientSettingsInline` to its Application admin's ``inlines`` (and, for the preview,
+mixes in :class:`JARMApplicationAdminMixin`).
 """
 
 from __future__ import annotations
 
+import datetime
+import json
 from typing import Any
 
+import django
 import oauth2_provider.admin  # noqa: F401  (DOT registers its Application admin first)
-from django.contrib import admin
-from django.http import HttpRequest
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 from oauth2_provider.models import get_application_model
 
+from . import tokens
+from .client_keys import get_encryption_key
+from .conf import jarm_settings
+from .exceptions import ConfigurationError
+from .keys import KEY_PARAMS, activate_server_key, generate_server_key, get_signing_key, retire_server_key
 from .models import ClientSettings, ServerKey
+
+
+class ClientSettingsForm(forms.ModelForm):
+    """Choices come from what the server supports right now, not from every name we know."""
+
+    jwks_uri = forms.URLField(
+        label=_("JWK Set URL"),
+        required=False,
+        max_length=2000,
+        help_text=ClientSettings._meta.get_field("jwks_uri").help_text,
+        **({"assume_scheme": "https"} if django.VERSION >= (5, 0) else {}),
+    )
+
+    response_modes = forms.MultipleChoiceField(
+        label=_("allowed response modes"),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text=_("None ticked: every mode the server supports. 'jwt' admits what it resolves to."),
+    )
+
+    class Meta:
+        model = ClientSettings
+        fields = (
+            "authorization_signed_response_alg",
+            "authorization_encrypted_response_alg",
+            "authorization_encrypted_response_enc",
+            "jwks",
+            "jwks_uri",
+            "response_modes",
+            "require_jarm",
+        )
+        widgets = {"jwks": forms.Textarea(attrs={"rows": 6, "cols": 80})}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        default = jarm_settings.default_signing_alg
+        self.fields["authorization_signed_response_alg"].choices = [
+            ("", _("server default (%(alg)s)") % {"alg": default}),
+            *[(alg, alg) for alg in jarm_settings.signing_algs],
+        ]
+        self.fields["authorization_encrypted_response_alg"].choices = [
+            ("", _("no encryption")),
+            *[(alg, alg) for alg in jarm_settings.encryption_algs],
+        ]
+        self.fields["authorization_encrypted_response_enc"].choices = [
+            ("", _("default (A128CBC-HS256)")),
+            *[(enc, enc) for enc in jarm_settings.encryption_encs],
+        ]
+        self.fields["response_modes"].choices = [(mode, mode) for mode in jarm_settings.response_modes]
 
 
 class ClientSettingsInline(admin.StackedInline):
     model = ClientSettings
+    form = ClientSettingsForm
     can_delete = True
     extra = 0
     max_num = 1
-    verbose_name = "JARM settings"
-    fields = (
-        "authorization_signed_response_alg",
-        "authorization_encrypted_response_alg",
-        "authorization_encrypted_response_enc",
-        "jwks",
-        "jwks_uri",
-        "response_modes",
-        "require_jarm",
+    verbose_name = _("JARM settings")
+    verbose_name_plural = _("JARM settings")
+
+
+# Preview --------------------------------------------------------------------------------
+
+SAMPLE_PARAMS = [("code", "<authorization code>"), ("state", "<state from the request>")]
+
+
+def build_preview(request: HttpRequest, application: Any) -> dict[str, Any]:
+    """What a successful code response to ``application`` would be made of right now."""
+    from .views import client_settings_of, get_issuer
+
+    settings = client_settings_of(application)
+    alg = settings.signing_alg if settings is not None else jarm_settings.default_signing_alg
+    preview: dict[str, Any] = {"alg": alg, "encryption": None, "problems": []}
+    try:
+        key = get_signing_key(alg, application)
+    except ConfigurationError as exc:
+        preview["problems"].append(str(exc))
+        return preview
+    preview["kid"] = key.kid
+    preview["header"] = json.dumps({"alg": key.alg, "kid": key.kid}, indent=2)
+    claims = tokens.response_claims(
+        SAMPLE_PARAMS,
+        issuer=get_issuer(request),
+        client_id=application.client_id,
+        lifetime=int(jarm_settings.RESPONSE_LIFETIME),
+        include_iat=bool(jarm_settings.INCLUDE_IAT),
     )
+    preview["claims"] = json.dumps(claims, indent=2)
+    if settings is not None and settings.is_encrypted:
+        try:
+            encryption = get_encryption_key(application, settings)
+        except ConfigurationError as exc:
+            preview["problems"].append(str(exc))
+        else:
+            outer = {"alg": encryption.alg, "enc": encryption.enc, "cty": "JWT"}
+            if encryption.kid:
+                outer["kid"] = encryption.kid
+            preview["encryption"] = json.dumps(outer, indent=2)
+    return preview
+
+
+class JARMApplicationAdminMixin:
+    """Adds the JARM preview below the inlines of the Application change page."""
+
+    change_form_template = "admin/django_jarm/application_change_form.html"
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        extra_context = dict(extra_context or {})
+        application = self.get_object(request, object_id)  # type: ignore[attr-defined]
+        if application is not None:
+            extra_context["jarm_preview"] = build_preview(request, application)
+        return super().change_view(request, object_id, form_url, extra_context)  # type: ignore[misc,no-any-return]
 
 
 def add_inline_to_application_admin(site: admin.AdminSite = admin.site) -> None:
-    """Re-register the Application admin on ``site`` with :class:`ClientSettingsInline` added."""
+    """Re-register the Application admin on ``site`` with the JARM inline and preview."""
     application_model = get_application_model()
     current = site._registry.get(application_model)
     if current is None or ClientSettingsInline in current.inlines:
@@ -47,7 +159,7 @@ def add_inline_to_application_admin(site: admin.AdminSite = admin.site) -> None:
         application_model,
         type(
             f"JARM{current_class.__name__}",
-            (current_class,),
+            (JARMApplicationAdminMixin, current_class),
             {"inlines": [*current_class.inlines, ClientSettingsInline], "__module__": __name__},
         ),
     )
@@ -56,27 +168,95 @@ def add_inline_to_application_admin(site: admin.AdminSite = admin.site) -> None:
 add_inline_to_application_admin()
 
 
+# Server keys ----------------------------------------------------------------------------
+
+
+class GenerateKeyForm(forms.Form):
+    alg = forms.ChoiceField(
+        label=_("algorithm"),
+        choices=[(alg, alg) for alg in KEY_PARAMS],
+        help_text=_("The new key is active if no key of this algorithm is active; otherwise it is 'next'."),
+    )
+
+
 @admin.register(ServerKey)
 class ServerKeyAdmin(admin.ModelAdmin):
-    list_display = ("kid", "alg", "status", "created", "activated")
+    list_display = ("kid", "alg", "status", "age", "created", "activated")
     list_filter = ("alg", "status")
     search_fields = ("kid",)
-    fields = (
-        "kid",
-        "alg",
-        "kty",
-        "crv",
-        "status",
-        "public_jwk",
-        "created",
-        "activated",
-        "retiring_since",
-        "retired",
-    )
+    fields = ("kid", "alg", "kty", "crv", "status", "public_jwk", "created", "activated", "retiring_since", "retired")
     readonly_fields = fields
+    actions = ("activate_keys", "retire_keys")
+    change_list_template = "admin/django_jarm/serverkey_change_list.html"
+
+    @admin.display(description=_("age"))
+    def age(self, obj: ServerKey) -> str:
+        days = (timezone.now() - (obj.activated or obj.created)) // datetime.timedelta(days=1)
+        return _("%(days)d days") % {"days": days}
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+        return False  # keys are generated or imported, never typed in
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+        # Key pages are read-only; the permission still governs the key actions.
+        return obj is None and super().has_change_permission(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # retire instead: a deleted key cannot verify what it signed
+
+    @admin.action(
+        description=_("Activate the selected key (the active key of its algorithm becomes retiring)"),
+        permissions=["change"],
+    )
+    def activate_keys(self, request: HttpRequest, queryset: QuerySet[ServerKey]) -> None:
+        keys = list(queryset)
+        if len(keys) != 1:
+            self.message_user(request, _("Select exactly one key to activate."), messages.ERROR)
+            return
+        self._run(request, activate_server_key, keys[0].kid, _("Key %(kid)s is active."))
+
+    @admin.action(description=_("Retire the selected keys (remove them from the JWKS)"), permissions=["change"])
+    def retire_keys(self, request: HttpRequest, queryset: QuerySet[ServerKey]) -> None:
+        for key in queryset:
+            self._run(request, retire_server_key, key.kid, _("Key %(kid)s is retired."))
+
+    def _run(self, request: HttpRequest, operation: Any, kid: str, success: str) -> None:
+        try:
+            operation(kid)
+        except ConfigurationError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+        else:
+            self.message_user(request, success % {"kid": kid}, messages.SUCCESS)
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        extra_context = {"can_generate": self.has_change_permission(request), **(extra_context or {})}
+        return super().changelist_view(request, extra_context)
+
+    def get_urls(self) -> list[Any]:
+        generate = self.admin_site.admin_view(self.generate_view)
+        return [path("generate/", generate, name="django_jarm_serverkey_generate"), *super().get_urls()]
+
+    def generate_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_change_permission(request):
+            return HttpResponse(status=403)
+        form = GenerateKeyForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                key = generate_server_key(form.cleaned_data["alg"])
+            except ConfigurationError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+            else:
+                self.message_user(
+                    request,
+                    _("Generated %(alg)s key %(kid)s (%(status)s).")
+                    % {"alg": key.alg, "kid": key.kid, "status": key.status},
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(reverse("admin:django_jarm_serverkey_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "form": form,
+            "title": _("Generate a JARM server key"),
+        }
+        return TemplateResponse(request, "admin/django_jarm/serverkey_generate.html", context)

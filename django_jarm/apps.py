@@ -8,3 +8,6 @@ class JARMConfig(AppConfig):
     name = "django_jarm"
     verbose_name = _("JARM")
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401  (registers the system checks)

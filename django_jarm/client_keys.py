@@ -19,7 +19,7 @@ from django.core.cache import cache
 from jwcrypto import jwk
 from jwcrypto.common import base64url_encode
 
-from .conf import ASYMMETRIC_ENCRYPTION_ALGS, SYMMETRIC_ENCRYPTION_ALGS, jarm_settings
+from .conf import SYMMETRIC_ENCRYPTION_ALGS, jarm_settings
 from .exceptions import ConfigurationError
 from .models import ClientSettings, jwks_problem, symmetric_encryption_secret_problem
 
@@ -130,12 +130,9 @@ def get_encryption_key(application: Any, settings: ClientSettings) -> Encryption
     """The key to encrypt ``application``'s responses to; :class:`ConfigurationError` if none."""
     alg = settings.authorization_encrypted_response_alg
     enc = settings.encryption_enc
-    if alg not in jarm_settings.ENCRYPTION_ALGS_SUPPORTED or alg not in (
-        *ASYMMETRIC_ENCRYPTION_ALGS,
-        *SYMMETRIC_ENCRYPTION_ALGS,
-    ):
-        raise ConfigurationError(f"{alg} is not enabled in JARM['ENCRYPTION_ALGS_SUPPORTED'].")
-    if enc not in jarm_settings.ENCRYPTION_ENCS_SUPPORTED:
+    if alg not in jarm_settings.encryption_algs:
+        raise ConfigurationError(f"{alg} is not enabled in JARM['ENCRYPTION_ALGS_SUPPORTED'] (or the profile).")
+    if enc not in jarm_settings.encryption_encs:
         raise ConfigurationError(f"{enc} is not enabled in JARM['ENCRYPTION_ENCS_SUPPORTED'].")
     if alg in SYMMETRIC_ENCRYPTION_ALGS:
         problem = symmetric_encryption_secret_problem(application, alg, enc)
@@ -258,9 +255,7 @@ def _fetch(uri: str) -> dict[str, Any]:
         )
         try:
             if response.status != 200:
-                raise ConfigurationError(
-                    f"The jwks_uri answered HTTP {response.status} (redirects are not followed)."
-                )
+                raise ConfigurationError(f"The jwks_uri answered HTTP {response.status} (redirects are not followed).")
             body = b""
             for chunk in response.stream(8192):
                 body += chunk

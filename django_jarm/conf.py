@@ -95,6 +95,9 @@ DEFAULTS: dict[str, Any] = {
     # Secret from which the key encrypting stored private keys is derived.
     # None: derived from SECRET_KEY.
     "KEY_ENCRYPTION_SECRET": None,
+    # Earlier secrets, still accepted for reading stored keys (SECRET_KEY_FALLBACKS when
+    # KEY_ENCRYPTION_SECRET is None). `manage.py jarm_keys reencrypt` moves keys to the current one.
+    "KEY_ENCRYPTION_SECRET_FALLBACKS": [],
 }
 
 
@@ -138,8 +141,9 @@ class JARMSettings:
 
     @property
     def encryption_algs(self) -> list[str]:
-        """Key management algorithms enabled by settings (never RSA1_5)."""
-        return [alg for alg in self.ENCRYPTION_ALGS_SUPPORTED if alg in ALL_ENCRYPTION_ALGS]
+        """Key management algorithms enabled by settings (never RSA1_5; no symmetric ones under FAPI 2)."""
+        allowed = ASYMMETRIC_ENCRYPTION_ALGS if self.PROFILE == "fapi2-message-signing" else ALL_ENCRYPTION_ALGS
+        return [alg for alg in self.ENCRYPTION_ALGS_SUPPORTED if alg in allowed]
 
     @property
     def encryption_encs(self) -> list[str]:

@@ -8,6 +8,7 @@ through Django's cache (a generation counter bumped on every key change).
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import threading
@@ -20,7 +21,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from jwcrypto import jwe, jwk
 from jwcrypto.common import JWException, base64url_encode, json_encode
@@ -62,9 +64,12 @@ class SigningKey:
 # Encryption at rest -------------------------------------------------------------------
 
 
-def _key_encryption_secret() -> str:
+def _key_encryption_secrets() -> list[str]:
+    """The secret new keys are encrypted under, then the older ones still accepted for reading."""
     secret = jarm_settings.KEY_ENCRYPTION_SECRET
-    return str(secret) if secret else str(settings.SECRET_KEY)
+    if secret:
+        return [str(secret), *map(str, jarm_settings.KEY_ENCRYPTION_SECRET_FALLBACKS)]
+    return [str(settings.SECRET_KEY), *map(str, getattr(settings, "SECRET_KEY_FALLBACKS", []))]
 
 
 _storage_keys: dict[str, jwk.JWK] = {}
@@ -86,8 +91,8 @@ def _storage_key(secret: str) -> jwk.JWK:
 
 
 def encrypt_private_key(key: jwk.JWK) -> str:
-    """The private ``key`` as a compact JWE (dir, A256GCM) under the storage key."""
-    storage_key = _storage_key(_key_encryption_secret())
+    """The private ``key`` as a compact JWE (dir, A256GCM) under the current storage key."""
+    storage_key = _storage_key(_key_encryption_secrets()[0])
     token = jwe.JWE(
         key.export_private().encode("utf-8"),
         protected=json_encode({"alg": "dir", "enc": "A256GCM", "kid": storage_key.thumbprint()}),
@@ -97,16 +102,31 @@ def encrypt_private_key(key: jwk.JWK) -> str:
 
 
 def decrypt_private_key(token: str, *, kid: str = "") -> jwk.JWK:
-    storage_key = _storage_key(_key_encryption_secret())
-    try:
-        envelope = jwe.JWE()
-        envelope.deserialize(token, key=storage_key)
-        return jwk.JWK.from_json(envelope.payload.decode("utf-8"))
-    except (JWException, ValueError) as exc:
-        raise KeyDecryptionError(
-            f"Server key {kid or '?'} cannot be decrypted: JARM['KEY_ENCRYPTION_SECRET'] (or SECRET_KEY) "
-            "is not the one it was stored with."
-        ) from exc
+    """The private key in ``token``, trying the current secret and then the fallbacks."""
+    for secret in _key_encryption_secrets():
+        try:
+            envelope = jwe.JWE()
+            envelope.deserialize(token, key=_storage_key(secret))
+            return jwk.JWK.from_json(envelope.payload.decode("utf-8"))
+        except (JWException, ValueError):
+            continue
+    raise KeyDecryptionError(
+        f"Server key {kid or '?'} cannot be decrypted with JARM['KEY_ENCRYPTION_SECRET'] (or SECRET_KEY) "
+        "or their fallbacks; restore the secret it was stored under, or add it to the fallbacks and "
+        "run `manage.py jarm_keys reencrypt`."
+    )
+
+
+def reencrypt_server_keys() -> int:
+    """Encrypt every stored key under the current secret; returns how many were rewritten."""
+    count = 0
+    with transaction.atomic():
+        for server_key in ServerKey.objects.select_for_update().exclude(status=ServerKey.Status.RETIRED):
+            key = decrypt_private_key(server_key.private_jwk_encrypted, kid=server_key.kid)
+            server_key.private_jwk_encrypted = encrypt_private_key(key)
+            server_key.save(update_fields=["private_jwk_encrypted"])
+            count += 1
+    return count
 
 
 # Generation and import ----------------------------------------------------------------
@@ -126,29 +146,42 @@ def _key_matches_alg(key: jwk.JWK, alg: str) -> bool:
     return "crv" not in params or key.get("crv") == params["crv"]
 
 
+def _describe(key: jwk.JWK) -> str:
+    kty, crv = key.get("kty"), key.get("crv")
+    return f"{kty} {crv} key" if crv else f"{kty} key"
+
+
 def _store(key: jwk.JWK, alg: str, status: str | None) -> ServerKey:
     if alg not in ASYMMETRIC_SIGNING_ALGS:
-        raise ConfigurationError(
-            f"Server keys sign with one of {', '.join(ASYMMETRIC_SIGNING_ALGS)}, not {alg!r}."
-        )
+        raise ConfigurationError(f"Server keys sign with one of {', '.join(ASYMMETRIC_SIGNING_ALGS)}, not {alg!r}.")
     if not _key_matches_alg(key, alg):
-        raise ConfigurationError(f"A {key.get('kty')} key cannot sign {alg}.")
+        needed = KEY_PARAMS[alg]
+        wanted = f"{needed['kty']} {needed['crv']}" if "crv" in needed else needed["kty"]
+        raise ConfigurationError(f"{alg} needs an {wanted} key, not an {_describe(key)}.")
     kid = key.thumbprint()
-    with transaction.atomic():
-        if status is None:
+    try:
+        with transaction.atomic():
             has_active = ServerKey.objects.select_for_update().active().filter(alg=alg).exists()
-            status = ServerKey.Status.NEXT if has_active else ServerKey.Status.ACTIVE
-        server_key = ServerKey.objects.create(
-            kid=kid,
-            alg=alg,
-            kty=key.get("kty"),
-            crv=key.get("crv") or "",
-            status=status,
-            public_jwk=public_jwk_dict(key, alg=alg, kid=kid),
-            private_jwk_encrypted=encrypt_private_key(key),
-            activated=timezone.now() if status == ServerKey.Status.ACTIVE else None,
-        )
-        transaction.on_commit(bump_generation)
+            if status is None:
+                status = ServerKey.Status.NEXT if has_active else ServerKey.Status.ACTIVE
+            elif status == ServerKey.Status.ACTIVE and has_active:
+                raise ConfigurationError(f"A {alg} key is already active; store this one as 'next' and activate it.")
+            if ServerKey.objects.filter(kid=kid).exists():
+                raise ConfigurationError(f"Key {kid} is already stored.")
+            server_key = ServerKey.objects.create(
+                kid=kid,
+                alg=alg,
+                kty=key.get("kty"),
+                crv=key.get("crv") or "",
+                status=status,
+                public_jwk=public_jwk_dict(key, alg=alg, kid=kid),
+                private_jwk_encrypted=encrypt_private_key(key),
+                activated=timezone.now() if status == ServerKey.Status.ACTIVE else None,
+            )
+            transaction.on_commit(bump_generation)
+    except IntegrityError as exc:
+        # A concurrent import of the same key, or a concurrent activation for the same algorithm.
+        raise ConfigurationError(f"Key {kid} for {alg} conflicts with a key stored at the same time.") from exc
     logger.info("JARM server key created: kid=%s alg=%s status=%s", kid, alg, status)
     return server_key
 
@@ -163,19 +196,137 @@ def generate_server_key(alg: str, *, status: str | None = None, rsa_size: int = 
     return _store(jwk.JWK.generate(**params), alg, status)
 
 
-def import_server_key(
-    pem: bytes, alg: str, *, password: bytes | None = None, status: str | None = None
-) -> ServerKey:
+def import_server_key(pem: bytes, alg: str, *, password: bytes | None = None, status: str | None = None) -> ServerKey:
     """Store the private key in ``pem`` for ``alg``."""
     try:
         key = jwk.JWK.from_pem(pem, password=password)
-    except (ValueError, TypeError) as exc:
-        raise ConfigurationError("The PEM does not hold a private key that can be read.") from exc
+    except (ValueError, TypeError, JWException) as exc:
+        # Never echo jwcrypto's message: it can describe the key object.
+        raise ConfigurationError("The PEM does not hold a readable RSA, EC or Ed25519 private key.") from exc
     if not key.has_private:
         raise ConfigurationError("The PEM holds a public key; a signing key needs its private part.")
     if key.get("kty") == "RSA" and key._get_public_key().key_size < 2048:
         raise ConfigurationError("RSA keys must have at least 2048 bits.")
     return _store(key, alg, status)
+
+
+# Lifecycle ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """What one rotation step did for one algorithm."""
+
+    alg: str
+    activated: str
+    retiring: str | None
+    next: str
+    retired: tuple[str, ...]
+
+
+def _locked(alg: str) -> list[ServerKey]:
+    return list(ServerKey.objects.select_for_update().filter(alg=alg).exclude(status=ServerKey.Status.RETIRED))
+
+
+def activate_server_key(kid: str) -> ServerKey:
+    """Make key ``kid`` the active key of its algorithm; the active one becomes ``retiring``."""
+    now = timezone.now()
+    with transaction.atomic():
+        try:
+            server_key = ServerKey.objects.select_for_update().get(kid=kid)
+        except ServerKey.DoesNotExist:
+            raise ConfigurationError(f"No server key {kid}.") from None
+        if server_key.status == ServerKey.Status.RETIRED:
+            raise ConfigurationError(f"Key {kid} is retired; generate or import a new key instead.")
+        if server_key.status == ServerKey.Status.ACTIVE:
+            return server_key
+        for other in _locked(server_key.alg):
+            if other.status == ServerKey.Status.ACTIVE:
+                other.status, other.retiring_since = ServerKey.Status.RETIRING, now
+                other.save(update_fields=["status", "retiring_since"])
+        server_key.status, server_key.activated = ServerKey.Status.ACTIVE, now
+        server_key.save(update_fields=["status", "activated"])
+        transaction.on_commit(bump_generation)
+    logger.info("JARM server key activated: kid=%s alg=%s", kid, server_key.alg)
+    return server_key
+
+
+def retire_server_key(kid: str) -> ServerKey:
+    """Take key ``kid`` out of the JWKS. The active key cannot be retired: activate another first."""
+    with transaction.atomic():
+        try:
+            server_key = ServerKey.objects.select_for_update().get(kid=kid)
+        except ServerKey.DoesNotExist:
+            raise ConfigurationError(f"No server key {kid}.") from None
+        if server_key.status == ServerKey.Status.ACTIVE:
+            alg = server_key.alg
+            raise ConfigurationError(f"Key {kid} is signing {alg} responses; activate another {alg} key first.")
+        if server_key.status != ServerKey.Status.RETIRED:
+            server_key.status, server_key.retired = ServerKey.Status.RETIRED, timezone.now()
+            server_key.save(update_fields=["status", "retired"])
+            transaction.on_commit(bump_generation)
+    logger.info("JARM server key retired: kid=%s alg=%s", kid, server_key.alg)
+    return server_key
+
+
+def rotate_server_keys(alg: str) -> Rotation:
+    """One rotation step for ``alg``, without downtime for clients that refresh on unknown kids.
+
+    Keys retiring since the previous step are retired; the ``next`` key (published since the
+    previous step, so already in clients' caches) becomes active; the active key becomes
+    ``retiring`` (still published, so responses it signed keep verifying); a new ``next`` key
+    is generated for the following step.
+    """
+    from .signals import server_key_rotated
+
+    if alg not in KEY_PARAMS:
+        raise ConfigurationError(f"Cannot rotate {alg!r}; choose one of {', '.join(KEY_PARAMS)}.")
+    now = timezone.now()
+    with transaction.atomic():
+        keys = _locked(alg)
+        retired = []
+        for server_key in keys:
+            if server_key.status == ServerKey.Status.RETIRING:
+                server_key.status, server_key.retired = ServerKey.Status.RETIRED, now
+                server_key.save(update_fields=["status", "retired"])
+                retired.append(server_key.kid)
+        upcoming = [key for key in keys if key.status == ServerKey.Status.NEXT]
+        incoming = upcoming[0] if upcoming else generate_server_key(alg, status=ServerKey.Status.NEXT)
+        outgoing = next((key for key in keys if key.status == ServerKey.Status.ACTIVE), None)
+        if outgoing is not None:
+            outgoing.status, outgoing.retiring_since = ServerKey.Status.RETIRING, now
+            outgoing.save(update_fields=["status", "retiring_since"])
+        incoming.status, incoming.activated = ServerKey.Status.ACTIVE, now
+        incoming.save(update_fields=["status", "activated"])
+        following = generate_server_key(alg, status=ServerKey.Status.NEXT)
+        rotation = Rotation(
+            alg=alg,
+            activated=incoming.kid,
+            retiring=outgoing.kid if outgoing is not None else None,
+            next=following.kid,
+            retired=tuple(retired),
+        )
+        transaction.on_commit(bump_generation)
+        transaction.on_commit(lambda: server_key_rotated.send(sender=ServerKey, rotation=rotation))
+    logger.info(
+        "JARM server keys rotated: alg=%s active=%s retiring=%s next=%s retired=%s",
+        alg,
+        rotation.activated,
+        rotation.retiring,
+        rotation.next,
+        ",".join(rotation.retired) or "-",
+    )
+    return rotation
+
+
+def algs_due_for_rotation(older_than: datetime.timedelta) -> list[str]:
+    """Algorithms whose active key has been active longer than ``older_than``."""
+    cutoff = timezone.now() - older_than
+    return sorted(
+        ServerKey.objects.active()
+        .filter(Q(activated__lt=cutoff) | Q(activated__isnull=True, created__lt=cutoff))
+        .values_list("alg", flat=True)
+    )
 
 
 # Cache --------------------------------------------------------------------------------
@@ -225,9 +376,7 @@ def _load_snapshot() -> _Snapshot:
         return snapshot
     active: dict[str, tuple[str, str]] = {}
     published: list[dict[str, Any]] = []
-    rows = ServerKey.objects.published().values_list(
-        "kid", "alg", "status", "public_jwk", "private_jwk_encrypted"
-    )
+    rows = ServerKey.objects.published().values_list("kid", "alg", "status", "public_jwk", "private_jwk_encrypted")
     for kid, alg, status, public, encrypted in rows:
         published.append(public)
         if status == ServerKey.Status.ACTIVE:
@@ -322,9 +471,7 @@ def get_signing_key(alg: str, application: Any) -> SigningKey:
         dot_key = _dot_signing_key()
         if dot_key is not None:
             return dot_key
-    raise ConfigurationError(
-        f"No active server key for {alg}; run `manage.py jarm_keys generate --alg {alg}`."
-    )
+    raise ConfigurationError(f"No active server key for {alg}; run `manage.py jarm_keys generate --alg {alg}`.")
 
 
 def _client_secret_key(alg: str, application: Any) -> SigningKey:

@@ -84,8 +84,7 @@ class ClientSettings(models.Model):
         default=list,
         blank=True,
         help_text=_(
-            'Response modes this client may use, e.g. ["jwt", "query.jwt"]. Empty: every mode the server '
-            "supports."
+            'Response modes this client may use, e.g. ["jwt", "query.jwt"]. Empty: every mode the server supports.'
         ),
     )
     require_jarm = models.BooleanField(
@@ -127,6 +126,12 @@ class ClientSettings(models.Model):
         alg = self.authorization_signed_response_alg
         if alg == "none" or alg not in ("", *ALL_SIGNING_ALGS):
             add("authorization_signed_response_alg", _("Unsupported signing algorithm."))
+        elif alg and alg not in jarm_settings.signing_algs:
+            add(
+                "authorization_signed_response_alg",
+                _("%(alg)s is not enabled on this server (JARM['SIGNING_ALGS_SUPPORTED'] or the profile).")
+                % {"alg": alg},
+            )
         elif alg in SYMMETRIC_SIGNING_ALGS and self.application_id is not None:
             problem = hmac_secret_problem(self.application, alg)
             if problem:
@@ -137,14 +142,26 @@ class ClientSettings(models.Model):
                 "authorization_encrypted_response_alg",
                 _("Choose an encryption algorithm, or clear the content encryption."),
             )
+        encryption_alg = self.authorization_encrypted_response_alg
+        if encryption_alg and encryption_alg not in jarm_settings.encryption_algs:
+            add(
+                "authorization_encrypted_response_alg",
+                _("%(alg)s is not enabled on this server (JARM['ENCRYPTION_ALGS_SUPPORTED'] or the profile).")
+                % {"alg": encryption_alg},
+            )
+        enc = self.authorization_encrypted_response_enc
+        if enc and enc not in jarm_settings.encryption_encs:
+            add(
+                "authorization_encrypted_response_enc",
+                _("%(enc)s is not enabled on this server (JARM['ENCRYPTION_ENCS_SUPPORTED']).") % {"enc": enc},
+            )
         self._clean_encryption_key(add)
         if not isinstance(self.response_modes, list) or any(
             mode not in ALL_RESPONSE_MODES for mode in self.response_modes
         ):
             add(
                 "response_modes",
-                _("Give a list of response modes among: %(modes)s.")
-                % {"modes": ", ".join(ALL_RESPONSE_MODES)},
+                _("Give a list of response modes among: %(modes)s.") % {"modes": ", ".join(ALL_RESPONSE_MODES)},
             )
         if self.jwks not in (None, "", {}):
             problem = jwks_problem(self.jwks)
@@ -264,14 +281,10 @@ class ServerKey(models.Model):
     kid = models.CharField(
         _("key id"), max_length=100, unique=True, help_text=_("RFC 7638 thumbprint of the public key.")
     )
-    alg = models.CharField(
-        _("algorithm"), max_length=10, help_text=_("The JWS algorithm this key signs with.")
-    )
+    alg = models.CharField(_("algorithm"), max_length=10, help_text=_("The JWS algorithm this key signs with."))
     kty = models.CharField(_("key type"), max_length=10, help_text=_("RSA, EC or OKP."))
     crv = models.CharField(_("curve"), max_length=10, blank=True, help_text=_("Curve of EC and OKP keys."))
-    status = models.CharField(
-        _("status"), max_length=10, choices=Status.choices, default=Status.NEXT, db_index=True
-    )
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.NEXT, db_index=True)
     public_jwk = models.JSONField(_("public key"), help_text=_("The public JWK as published."))
     private_jwk_encrypted = models.TextField(
         editable=False,

@@ -59,9 +59,7 @@ def sign(claims: dict[str, Any], key: SigningKey) -> str:
     except Exception as exc:
         # jwcrypto fails in many ways (JWException, ValueError, AttributeError on a key that
         # does not fit the algorithm): none of them, nor their messages, cross this boundary.
-        raise ConfigurationError(
-            f"Signing with {key.alg} key {key.kid} failed: {type(exc).__name__}."
-        ) from exc
+        raise ConfigurationError(f"Signing with {key.alg} key {key.kid} failed: {type(exc).__name__}.") from exc
 
 
 def encrypt(signed: str, key: EncryptionKey) -> str:

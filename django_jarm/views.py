@@ -31,6 +31,7 @@ from .forms import JARMAllowForm
 from .keys import SigningKey, available_signing_algs, get_signing_key, published_jwks
 from .models import ClientSettings
 from .response_modes import RESPONSE_MODES, ClientPolicy, ModeDecision, Params, resolve_response_mode
+from .signals import response_issued
 
 try:  # DOT master moved its helpers to oauth2_provider.core.
     from oauth2_provider.core.exceptions import FatalClientError, OAuthToolkitError  # type: ignore[import-not-found]
@@ -131,9 +132,14 @@ class JARMAuthorizationMixin:
             return posted
         return queried
 
-    def get_client_policy(self, application: Any, settings: ClientSettings | None) -> ClientPolicy:
-        """The response mode policy for ``application``."""
-        require_jarm = bool(jarm_settings.REQUIRE_JARM or (settings is not None and settings.require_jarm))
+    def get_client_policy(self, application: Any, settings: ClientSettings | None, response_type: str) -> ClientPolicy:
+        """The response mode policy for ``application`` asking for ``response_type``."""
+        require_jarm = bool(
+            jarm_settings.REQUIRE_JARM
+            or (settings is not None and settings.require_jarm)
+            # FAPI 1.0 Advanced 5.2.2-2 and FAPI 2.0 Message Signing 5.4.1: the code flow uses JARM.
+            or (jarm_settings.PROFILE is not None and response_type == "code")
+        )
         return ClientPolicy(
             allowed_modes=tuple(settings.response_modes) if settings is not None else (),
             require_jarm=require_jarm,
@@ -204,41 +210,50 @@ class JARMAuthorizationMixin:
     # Internals ---------------------------------------------------------------------
 
     def render_response(self, context: AuthorizationContext, params: Params) -> HttpResponse:
-        """Deliver ``params`` in the decided mode, signed when it is a JWT mode."""
+        """Deliver ``params`` in the decided mode, signed (and encrypted) when it is a JWT mode."""
         mode = context.decision.mode
+        signing_key = context.signing_key if mode.is_jwt else None
+        encryption_key = context.encryption_key if mode.is_jwt else None
+        error = dict(params).get("error")
         if mode.is_jwt:
             try:
-                if context.signing_key is None:
+                if signing_key is None:
                     raise ConfigurationError("No signing key was resolved.")
-                claims = self.get_response_claims(context, params)
-                token = tokens.sign(claims, context.signing_key)
-                if context.encryption_key is not None:
-                    token = tokens.encrypt(token, context.encryption_key)
+                token = tokens.sign(self.get_response_claims(context, params), signing_key)
+                if encryption_key is not None:
+                    token = tokens.encrypt(token, encryption_key)
                 params = [("response", token)]
             except JARMError as exc:
                 logger.error(
-                    "JARM response not signed: client_id=%s mode=%s reason=%s",
-                    context.client_id,
-                    mode.name,
-                    exc,
+                    "JARM response not built: client_id=%s mode=%s reason=%s", context.client_id, mode.name, exc
                 )
                 mode = RESPONSE_MODES[mode.plain_name]
                 params = self._error_params(ResponseNotBuildable(SERVER_ERROR_DESCRIPTION), context.state)
-            else:
-                logger.info(
-                    "JARM response issued: client_id=%s mode=%s alg=%s kid=%s enc=%s",
-                    context.client_id,
-                    mode.name,
-                    context.signing_key.alg,
-                    context.signing_key.kid,
-                    context.encryption_key.alg if context.encryption_key else "-",
-                )
-        return mode.render(
-            self.request,
-            context.redirect_uri,
-            params,
-            allowed_schemes=context.application.get_allowed_schemes(),
+                signing_key = encryption_key = None
+                error = ResponseNotBuildable.error
+        response = mode.render(
+            self.request, context.redirect_uri, params, allowed_schemes=context.application.get_allowed_schemes()
         )
+        logger.info(
+            "Authorization response: client_id=%s mode=%s alg=%s kid=%s enc=%s error=%s",
+            context.client_id,
+            mode.name,
+            signing_key.alg if signing_key else "-",
+            signing_key.kid if signing_key else "-",
+            encryption_key.alg if encryption_key else "-",
+            error or "-",
+        )
+        response_issued.send(
+            sender=type(self),
+            request=self.request,
+            client_id=context.client_id,
+            response_mode=mode.name,
+            alg=signing_key.alg if signing_key else None,
+            kid=signing_key.kid if signing_key else None,
+            encrypted=encryption_key is not None,
+            error=error,
+        )
+        return response
 
     @staticmethod
     def _error_params(error: ProtocolError, state: str | None) -> list[tuple[str, str]]:
@@ -265,9 +280,7 @@ class JARMAuthorizationMixin:
             state,
         ):
             return
-        application = (
-            get_application_model().objects.select_related("jarm").filter(client_id=client_id).first()
-        )
+        application = get_application_model().objects.select_related("jarm").filter(client_id=client_id).first()
         if application is None or not redirect_uri:
             raise FatalClientError(MismatchingRedirectURIError(description="Unknown client or redirect URI."))
         if verify_redirect_uri and not application.redirect_uri_allowed(redirect_uri):
@@ -275,7 +288,9 @@ class JARMAuthorizationMixin:
             raise FatalClientError(MismatchingRedirectURIError())
         settings = client_settings_of(application)
         decision = resolve_response_mode(
-            self.get_requested_response_modes(), response_type, self.get_client_policy(application, settings)
+            self.get_requested_response_modes(),
+            response_type,
+            self.get_client_policy(application, settings, response_type),
         )
         signing_key = encryption_key = None
         if decision.mode.is_jwt:

@@ -26,9 +26,7 @@ def _oidc_private_key(path: Path) -> str:
     except FileNotFoundError:
         pass
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     path.parent.mkdir(parents=True, exist_ok=True)
     # Written to a private temporary file, then linked into place: the key file never exists
     # half-written or with wider permissions, and a process racing us keeps the first key.

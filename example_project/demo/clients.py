@@ -105,11 +105,7 @@ DEMO_CLIENTS = (
         grant_type=AbstractApplication.GRANT_OPENID_HYBRID,
         # RS256 signs with DOT's OIDC key: no JARM server key needed.
         signing_alg="RS256",
-        links=(
-            DemoLink(
-                "jwt", "jwt resolves to fragment.jwt for a response type with id_token: #response=<JWT>"
-            ),
-        ),
+        links=(DemoLink("jwt", "jwt resolves to fragment.jwt for a response type with id_token: #response=<JWT>"),),
     ),
     DemoClient(
         client_id="demo-require-jarm",

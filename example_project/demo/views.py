@@ -75,9 +75,7 @@ def token_curl(request: HttpRequest, client: DemoClient, redirect_uri: str, veri
 def home(request: HttpRequest) -> HttpResponse:
     applications = {
         app.client_id: app
-        for app in get_application_model().objects.filter(
-            client_id__in=[client.client_id for client in DEMO_CLIENTS]
-        )
+        for app in get_application_model().objects.filter(client_id__in=[client.client_id for client in DEMO_CLIENTS])
     }
     pending: dict[str, Any] = dict(request.session.get(PENDING_SESSION_KEY, {}))
     rows = []
@@ -112,9 +110,7 @@ def home(request: HttpRequest) -> HttpResponse:
                         "state": state,
                         "verifier": verifier,
                         "challenge": challenge,
-                        "curl": token_curl(
-                            request, client, redirect_uri, verifier, "<code from the callback>"
-                        ),
+                        "curl": token_curl(request, client, redirect_uri, verifier, "<code from the callback>"),
                     }
                 )
         rows.append({"client": client, "application": application, "links": links})

@@ -42,9 +42,7 @@ class Command(BaseCommand):
     help = "Set up the django_jarm demo (database, user, keys, clients) and run the development server."
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument(
-            "--no-runserver", action="store_true", help="Set everything up, but do not run the server."
-        )
+        parser.add_argument("--no-runserver", action="store_true", help="Set everything up, but do not run the server.")
         parser.add_argument(
             "--addrport",
             default=DEFAULT_ADDRPORT,
@@ -74,9 +72,7 @@ class Command(BaseCommand):
             self.ensure_server_key(alg)
         for client in DEMO_CLIENTS:
             self.ensure_client(client, owner=user)
-        self.stdout.write(
-            self.style.SUCCESS(f"Demo ready: {self.created} object(s) created, {self.updated} updated.")
-        )
+        self.stdout.write(self.style.SUCCESS(f"Demo ready: {self.created} object(s) created, {self.updated} updated."))
 
     def report(self, what: str, outcome: str) -> None:
         if outcome == "created":
@@ -122,9 +118,7 @@ class Command(BaseCommand):
             settings.full_clean()
             settings.save()
             changed = True
-        self.report(
-            f"client {client.client_id}", "created" if created else ("updated" if changed else "unchanged")
-        )
+        self.report(f"client {client.client_id}", "created" if created else ("updated" if changed else "unchanged"))
 
     # Output ----------------------------------------------------------------------------
 

@@ -1,0 +1,346 @@
+"""System checks: configuration mistakes surface in ``manage.py check`` before a client sees them.
+
+Ids are ``django_jarm.E0xx`` (errors) and ``django_jarm.W0xx`` (warnings); each has a hint
+naming the setting to change. Checks that read the database are tagged ``database`` and run with
+``manage.py check --database default``; the ``deploy`` ones with ``--deploy``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+
+from .conf import (
+    ALL_ENCRYPTION_ALGS,
+    ALL_ENCRYPTION_ENCS,
+    ALL_RESPONSE_MODES,
+    ALL_SIGNING_ALGS,
+    DEFAULTS,
+    PROFILE_SIGNING_ALGS,
+    PROFILES,
+    SETTING_NAME,
+    SYMMETRIC_ENCRYPTION_ALGS,
+    SYMMETRIC_SIGNING_ALGS,
+    jarm_settings,
+)
+
+#: Every check id with a one-line summary; the README lists them all (a test makes sure).
+CHECK_IDS = {
+    "django_jarm.E001": "JARM is not a dict",
+    "django_jarm.W001": "unknown JARM key",
+    "django_jarm.E002": "JARM value has the wrong type or an unknown name in it",
+    "django_jarm.E003": "'none' is configured as a signing algorithm",
+    "django_jarm.E004": "RESPONSE_LIFETIME outside 10-600 seconds",
+    "django_jarm.E005": "DEFAULT_SIGNING_ALG is not among the enabled signing algorithms",
+    "django_jarm.E006": "REDIRECT_STATUS is neither 302 nor 303",
+    "django_jarm.E007": "PROFILE is unknown",
+    "django_jarm.E008": "PROFILE conflicts with the algorithm settings",
+    "django_jarm.E009": "no active key for DEFAULT_SIGNING_ALG (database)",
+    "django_jarm.W002": "an enabled signing algorithm has no active key (database)",
+    "django_jarm.W003": "a client's HS* signing or secret-derived encryption cannot work (database)",
+    "django_jarm.E010": "a stored server key cannot be decrypted (database)",
+    "django_jarm.W004": "http jwks_uri allowed with DEBUG off (deploy)",
+    "django_jarm.W005": "jwks_uri on private addresses allowed with DEBUG off (deploy)",
+    "django_jarm.W006": "the issuer is derived from the request's Host header (deploy)",
+}
+
+
+def _names(allowed: tuple[str, ...]) -> Callable[[Any], bool]:
+    return lambda value: isinstance(value, list | tuple) and all(item in allowed for item in value)
+
+
+def _int_like(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+VALIDATORS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "ISSUER": (lambda v: v is None or (isinstance(v, str) and v.startswith(("https://", "http://"))), "a URL or None"),
+    "RESPONSE_LIFETIME": (_int_like, "an integer number of seconds"),
+    "DEFAULT_SIGNING_ALG": (lambda v: isinstance(v, str), "a JWS algorithm name"),
+    "SIGNING_ALGS_SUPPORTED": (
+        lambda v: isinstance(v, list | tuple) and all(isinstance(a, str) for a in v),
+        "a list of JWS algorithm names",
+    ),
+    "ENCRYPTION_ALGS_SUPPORTED": (_names(ALL_ENCRYPTION_ALGS), f"a list among {', '.join(ALL_ENCRYPTION_ALGS)}"),
+    "ENCRYPTION_ENCS_SUPPORTED": (_names(ALL_ENCRYPTION_ENCS), f"a list among {', '.join(ALL_ENCRYPTION_ENCS)}"),
+    "RESPONSE_MODES_SUPPORTED": (_names(ALL_RESPONSE_MODES), f"a list among {', '.join(ALL_RESPONSE_MODES)}"),
+    "REQUIRE_JARM": (lambda v: isinstance(v, bool), "True or False"),
+    "PROFILE": (lambda v: v is None or isinstance(v, str), "None or a profile name"),
+    "INCLUDE_IAT": (lambda v: isinstance(v, bool), "True or False"),
+    "REDIRECT_STATUS": (_int_like, "302 or 303"),
+    "KEY_CACHE_SECONDS": (lambda v: _int_like(v) and v >= 0, "a number of seconds (0 or more)"),
+    "CLIENT_JWKS_CACHE_SECONDS": (lambda v: _int_like(v) and v >= 0, "a number of seconds (0 or more)"),
+    "CLIENT_JWKS_TIMEOUT": (
+        lambda v: isinstance(v, int | float) and not isinstance(v, bool) and 0 < v <= 30,
+        "seconds, more than 0 and at most 30",
+    ),
+    "CLIENT_JWKS_MAX_BYTES": (lambda v: _int_like(v) and v >= 1024, "a number of bytes (1024 or more)"),
+    "CLIENT_JWKS_ALLOW_HTTP": (lambda v: isinstance(v, bool), "True or False"),
+    "CLIENT_JWKS_ALLOW_PRIVATE_ADDRESSES": (lambda v: isinstance(v, bool), "True or False"),
+    "KEY_ENCRYPTION_SECRET": (lambda v: v is None or (isinstance(v, str) and len(v) >= 32), "None or 32+ characters"),
+    "KEY_ENCRYPTION_SECRET_FALLBACKS": (
+        lambda v: isinstance(v, list | tuple) and all(isinstance(s, str) for s in v),
+        "a list of strings",
+    ),
+}
+
+
+def _hint(key: str, text: str) -> str:
+    return f"Set {SETTING_NAME}['{key}'] to {text}."
+
+
+@register()
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    value = getattr(settings, SETTING_NAME, {})
+    if not isinstance(value, dict):
+        return [Error(f"{SETTING_NAME} must be a dict.", hint=f"Make {SETTING_NAME} a dict.", id="django_jarm.E001")]
+    messages: list[CheckMessage] = []
+    for key in value:
+        if key not in DEFAULTS:
+            messages.append(
+                Warning(
+                    f"Unknown setting {SETTING_NAME}['{key}'].",
+                    hint=f"Remove {SETTING_NAME}['{key}'] or correct its name; see the README's settings table.",
+                    id="django_jarm.W001",
+                )
+            )
+    invalid = set()
+    for key, (valid, expected) in VALIDATORS.items():
+        if key in value and not valid(value[key]):
+            invalid.add(key)
+            messages.append(
+                Error(f"{SETTING_NAME}['{key}'] is invalid.", hint=_hint(key, expected), id="django_jarm.E002")
+            )
+    if invalid:
+        return messages
+    messages += _check_algorithms()
+    lifetime = jarm_settings.RESPONSE_LIFETIME
+    if not 10 <= lifetime <= 600:
+        messages.append(
+            Error(
+                f"{SETTING_NAME}['RESPONSE_LIFETIME'] is {lifetime} seconds.",
+                hint=_hint("RESPONSE_LIFETIME", "a value from 10 to 600 (JARM 2.1 recommends at most 10 minutes)"),
+                id="django_jarm.E004",
+            )
+        )
+    if jarm_settings.REDIRECT_STATUS not in (302, 303):
+        messages.append(
+            Error(
+                f"{SETTING_NAME}['REDIRECT_STATUS'] is {jarm_settings.REDIRECT_STATUS}.",
+                hint=_hint("REDIRECT_STATUS", "302 or 303"),
+                id="django_jarm.E006",
+            )
+        )
+    return messages
+
+
+def _check_algorithms() -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    configured = [*jarm_settings.SIGNING_ALGS_SUPPORTED, jarm_settings.DEFAULT_SIGNING_ALG]
+    if any(str(alg).lower() == "none" for alg in configured):
+        key = (
+            "DEFAULT_SIGNING_ALG"
+            if str(jarm_settings.DEFAULT_SIGNING_ALG).lower() == "none"
+            else "SIGNING_ALGS_SUPPORTED"
+        )
+        messages.append(
+            Error(
+                "'none' is configured as a JARM signing algorithm; responses are always signed.",
+                hint=f"Remove 'none' from {SETTING_NAME}['{key}'].",
+                id="django_jarm.E003",
+            )
+        )
+    unknown = [alg for alg in jarm_settings.SIGNING_ALGS_SUPPORTED if alg not in ALL_SIGNING_ALGS and alg != "none"]
+    if unknown:
+        messages.append(
+            Error(
+                f"Unknown signing algorithm(s) in {SETTING_NAME}['SIGNING_ALGS_SUPPORTED']: {', '.join(unknown)}.",
+                hint=_hint("SIGNING_ALGS_SUPPORTED", f"a list among {', '.join(ALL_SIGNING_ALGS)}"),
+                id="django_jarm.E002",
+            )
+        )
+    profile = jarm_settings.PROFILE
+    if profile not in PROFILES:
+        messages.append(
+            Error(
+                f"Unknown {SETTING_NAME}['PROFILE'] {profile!r}.",
+                hint=_hint("PROFILE", "None, 'fapi1-advanced' or 'fapi2-message-signing'"),
+                id="django_jarm.E007",
+            )
+        )
+        return messages
+    default = jarm_settings.DEFAULT_SIGNING_ALG
+    if default != "none" and default not in jarm_settings.signing_algs:
+        messages.append(
+            Error(
+                f"{SETTING_NAME}['DEFAULT_SIGNING_ALG'] {default!r} is not an enabled signing algorithm.",
+                hint=_hint(
+                    "DEFAULT_SIGNING_ALG", f"one of {', '.join(jarm_settings.signing_algs) or '(none enabled)'}"
+                ),
+                id="django_jarm.E005",
+            )
+        )
+    if profile is not None:
+        allowed = PROFILE_SIGNING_ALGS[profile]
+        outside = [alg for alg in configured if alg in ALL_SIGNING_ALGS and alg not in allowed]
+        symmetric_enc = [alg for alg in jarm_settings.ENCRYPTION_ALGS_SUPPORTED if alg in SYMMETRIC_ENCRYPTION_ALGS]
+        if outside:
+            messages.append(
+                Error(
+                    f"PROFILE {profile!r} allows only {', '.join(allowed)} but {', '.join(sorted(set(outside)))} "
+                    "is configured.",
+                    hint=f"Remove them from {SETTING_NAME}['SIGNING_ALGS_SUPPORTED'] and "
+                    f"{SETTING_NAME}['DEFAULT_SIGNING_ALG'], or change {SETTING_NAME}['PROFILE'].",
+                    id="django_jarm.E008",
+                )
+            )
+        if symmetric_enc and profile == "fapi2-message-signing":
+            messages.append(
+                Error(
+                    f"PROFILE {profile!r} forbids symmetric keys, but {', '.join(symmetric_enc)} is enabled.",
+                    hint=f"Remove them from {SETTING_NAME}['ENCRYPTION_ALGS_SUPPORTED'].",
+                    id="django_jarm.E008",
+                )
+            )
+    return messages
+
+
+@register(Tags.database)
+def check_keys(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    if not databases:
+        return []
+    from django.db import DatabaseError
+
+    from .exceptions import KeyDecryptionError
+    from .keys import decrypt_private_key
+    from .models import ServerKey
+
+    try:
+        rows = list(ServerKey.objects.published().values_list("kid", "alg", "status", "private_jwk_encrypted"))
+    except DatabaseError:
+        return []  # not migrated yet
+    from oauth2_provider.settings import oauth2_settings
+
+    active = {alg for _, alg, status, _ in rows if status == ServerKey.Status.ACTIVE}
+    if oauth2_settings.OIDC_RSA_PRIVATE_KEY:
+        active.add("RS256")
+    messages: list[CheckMessage] = []
+    default = jarm_settings.DEFAULT_SIGNING_ALG
+    if default in jarm_settings.signing_algs and default not in SYMMETRIC_SIGNING_ALGS and default not in active:
+        messages.append(
+            Error(
+                f"No active server key for {SETTING_NAME}['DEFAULT_SIGNING_ALG'] {default!r}: clients without "
+                "their own algorithm get server_error.",
+                hint=f"Run `manage.py jarm_keys generate --alg {default}` or change "
+                f"{SETTING_NAME}['DEFAULT_SIGNING_ALG'].",
+                id="django_jarm.E009",
+            )
+        )
+    missing = [
+        alg
+        for alg in jarm_settings.signing_algs
+        if alg not in SYMMETRIC_SIGNING_ALGS and alg not in active and alg != default
+    ]
+    if missing:
+        messages.append(
+            Warning(
+                f"Enabled signing algorithm(s) without an active key: {', '.join(missing)}. They are left out of "
+                "discovery, and clients configured for them get server_error.",
+                hint=f"Generate keys (`manage.py jarm_keys generate --alg {missing[0]}`) or narrow "
+                f"{SETTING_NAME}['SIGNING_ALGS_SUPPORTED'].",
+                id="django_jarm.W002",
+            )
+        )
+    for kid, _alg, _status, encrypted in rows:
+        try:
+            decrypt_private_key(encrypted, kid=kid)
+        except KeyDecryptionError as exc:
+            messages.append(
+                Error(
+                    str(exc),
+                    hint=f"Restore {SETTING_NAME}['KEY_ENCRYPTION_SECRET'] (or SECRET_KEY), or list the old secret in "
+                    f"{SETTING_NAME}['KEY_ENCRYPTION_SECRET_FALLBACKS'] and run `manage.py jarm_keys reencrypt`.",
+                    id="django_jarm.E010",
+                )
+            )
+    return messages
+
+
+@register(Tags.database)
+def check_clients(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    if not databases:
+        return []
+    from django.db import DatabaseError
+
+    from .models import ClientSettings, hmac_secret_problem, symmetric_encryption_secret_problem
+
+    messages: list[CheckMessage] = []
+    try:
+        rows = list(
+            ClientSettings.objects.select_related("application").filter(
+                authorization_signed_response_alg__in=SYMMETRIC_SIGNING_ALGS
+            )
+        ) + list(
+            ClientSettings.objects.select_related("application").filter(
+                authorization_encrypted_response_alg__in=SYMMETRIC_ENCRYPTION_ALGS
+            )
+        )
+    except DatabaseError:
+        return []
+    for row in rows:
+        application = row.application
+        if row.authorization_signed_response_alg in SYMMETRIC_SIGNING_ALGS:
+            problem = hmac_secret_problem(application, row.authorization_signed_response_alg)
+        else:
+            problem = symmetric_encryption_secret_problem(
+                application, row.authorization_encrypted_response_alg, row.encryption_enc
+            )
+        if problem:
+            messages.append(
+                Warning(
+                    f"Client {application.client_id}: {problem}",
+                    hint="Change the client's JARM settings in the admin (Application page, JARM settings).",
+                    obj=row,
+                    id="django_jarm.W003",
+                )
+            )
+    return messages
+
+
+@register(Tags.security, deploy=True)
+def check_deployment(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    if settings.DEBUG or not isinstance(getattr(settings, SETTING_NAME, {}), dict):
+        return []
+    messages: list[CheckMessage] = []
+    if jarm_settings.CLIENT_JWKS_ALLOW_HTTP:
+        messages.append(
+            Warning(
+                "Client jwks_uri may use http: a network attacker can swap the client's encryption keys.",
+                hint=f"Set {SETTING_NAME}['CLIENT_JWKS_ALLOW_HTTP'] to False in production.",
+                id="django_jarm.W004",
+            )
+        )
+    if jarm_settings.CLIENT_JWKS_ALLOW_PRIVATE_ADDRESSES:
+        messages.append(
+            Warning(
+                "Client jwks_uri may point at loopback, private or link-local addresses (SSRF).",
+                hint=f"Set {SETTING_NAME}['CLIENT_JWKS_ALLOW_PRIVATE_ADDRESSES'] to False in production.",
+                id="django_jarm.W005",
+            )
+        )
+    from oauth2_provider.settings import oauth2_settings
+
+    if not jarm_settings.ISSUER and not oauth2_settings.OIDC_ISS_ENDPOINT:
+        messages.append(
+            Warning(
+                "The issuer is derived from each request's scheme and Host header: behind a proxy it can differ "
+                "from the URL clients know, and every JARM response then fails their iss check.",
+                hint=f"Set {SETTING_NAME}['ISSUER'] (or OAUTH2_PROVIDER['OIDC_ISS_ENDPOINT']) to the public "
+                "issuer URL.",
+                id="django_jarm.W006",
+            )
+        )
+    return messages
