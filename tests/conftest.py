@@ -152,9 +152,7 @@ def discovery() -> Callable[[], dict[str, Any]]:
 def verify(jwks: Callable[[], dict[str, Any]], discovery: Callable[[], dict[str, Any]]) -> Callable[..., Any]:
     """Extract and verify the JARM response of an authorization endpoint answer."""
 
-    def check(
-        response: Any, app: Any, *, redirect_uri: str = REDIRECT_URI
-    ) -> tuple[rp.Delivery, rp.VerifiedResponse]:
+    def check(response: Any, app: Any, *, redirect_uri: str = REDIRECT_URI) -> tuple[rp.Delivery, rp.VerifiedResponse]:
         delivery = rp.delivery_of(response, redirect_uri)
         token = rp.jwt_of(delivery)
         verified = rp.verify_response(

@@ -45,9 +45,7 @@ class _FormParser(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attributes = dict(attrs)
         if tag == "form":
-            self.forms.append(
-                {"action": attributes.get("action"), "method": attributes.get("method"), "inputs": []}
-            )
+            self.forms.append({"action": attributes.get("action"), "method": attributes.get("method"), "inputs": []})
         elif tag == "input" and self.forms:
             self.forms[-1]["inputs"].append((attributes.get("name"), attributes.get("value")))
         elif tag == "script":

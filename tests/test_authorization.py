@@ -110,9 +110,7 @@ def test_no_state_means_no_state_claim(browser, make_app, authorize, verify):
 @pytest.mark.parametrize("mode", ["jwt", "fragment.jwt"])
 def test_rfc9207_iss_parameter_lives_only_in_the_jwt(browser, make_app, authorize, verify, mode):
     app = make_app("code")
-    with override_settings(
-        OAUTH2_PROVIDER={**_dot_settings(), "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True}
-    ):
+    with override_settings(OAUTH2_PROVIDER={**_dot_settings(), "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True}):
         response, _, _ = authorize(browser, app, "code", mode)
         plain, _, _ = authorize(browser, app, "code", "query")
     _, verified = verify(response, app)  # verify() fails on any parameter outside the JWT
@@ -206,9 +204,7 @@ def test_tampered_redirect_uri_on_consent_post_is_never_followed(browser, make_a
 def test_unknown_client_on_consent_post_is_a_form_error(browser, make_app, authorize):
     app = make_app("code", skip_authorization=False)
     page, _, _ = authorize(browser, app, "code", "jwt")
-    response = browser.post(
-        "/o/authorize/", {**_form_data(page), "client_id": "nobody", "allow": "Authorize"}
-    )
+    response = browser.post("/o/authorize/", {**_form_data(page), "client_id": "nobody", "allow": "Authorize"})
     assert response.status_code == 200
     assert "Location" not in response
 
@@ -279,9 +275,7 @@ def test_bad_client_or_redirect_uri_is_never_redirected(request, make_app, autho
 @pytest.mark.django_db
 @pytest.mark.parametrize(("response_type", "default"), [("code", "query"), ("code id_token", "fragment")])
 @pytest.mark.parametrize("modes", [["query.jwt.evil"], ["web_message.jwt"], ["jwt", "query"], ["jwt", "jwt"]])
-def test_unknown_or_repeated_mode_is_plain_invalid_request(
-    browser, make_app, authorize, response_type, default, modes
-):
+def test_unknown_or_repeated_mode_is_plain_invalid_request(browser, make_app, authorize, response_type, default, modes):
     app = make_app(response_type)
     response, _, _ = authorize(browser, app, response_type, modes)
     delivery = rp.delivery_of(response, REDIRECT_URI)
@@ -398,9 +392,7 @@ def test_hmac_with_unhashed_client_secret(browser, make_app, authorize, verify, 
     ids=["hashed-secret", "short-secret", "hs-disabled"],
 )
 @pytest.mark.parametrize(("mode", "plain"), [("jwt", "query"), ("form_post.jwt", "form_post")])
-def test_unusable_hmac_key_is_plain_server_error(
-    browser, make_app, authorize, app_kwargs, settings, mode, plain
-):
+def test_unusable_hmac_key_is_plain_server_error(browser, make_app, authorize, app_kwargs, settings, mode, plain):
     app = make_app("code", **app_kwargs)
     from django_jarm.models import ClientSettings
 

@@ -162,9 +162,7 @@ def check_unexpected_parameters_in_error_response(params: dict[str, Any]) -> Non
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(
-    "path", ["/o/.well-known/openid-configuration", "/o/.well-known/oauth-authorization-server"]
-)
+@pytest.mark.parametrize("path", ["/o/.well-known/openid-configuration", "/o/.well-known/oauth-authorization-server"])
 def test_discovery_checks(path):
     generate_server_key("PS256")
     document = Client().get(path).json()
@@ -204,9 +202,7 @@ def test_server_key_checks():
 # Test plans -------------------------------------------------------------------------------
 
 
-def run_success_checks(
-    response: Any, app: Any, discovery: dict[str, Any], *, state: str | None
-) -> dict[str, Any]:
+def run_success_checks(response: Any, app: Any, discovery: dict[str, Any], *, state: str | None) -> dict[str, Any]:
     jwks = Client().get("/o/.well-known/jwks.json").json()
     reject_non_jarm_responses_in_url_query(response)
     delivery, token = extract_jarm_from_callback(response)
@@ -238,13 +234,9 @@ def test_code_flow_plans(browser, make_app, authorize, discovery, redeem, plan, 
     """FAPI 1 Advanced (JARM variant), FAPI 2 Message Signing and the OIDCC security-profile shape."""
     if alg != "RS256":
         generate_server_key(alg)
-    app = make_app(
-        "code", redirect_uris=REGISTERED_REDIRECT_URI, jarm={"authorization_signed_response_alg": alg}
-    )
+    app = make_app("code", redirect_uris=REGISTERED_REDIRECT_URI, jarm={"authorization_signed_response_alg": alg})
     with override_settings(JARM={"PROFILE": plan} if plan else {}):
-        response, verifier, _ = authorize(
-            browser, app, "code", mode, state=state, redirect_uri=REGISTERED_REDIRECT_URI
-        )
+        response, verifier, _ = authorize(browser, app, "code", mode, state=state, redirect_uri=REGISTERED_REDIRECT_URI)
         params = run_success_checks(response, app, discovery(), state=state)
     token = params.pop("_token")
     if plan == "fapi1-advanced":
@@ -262,9 +254,7 @@ def test_code_flow_plans(browser, make_app, authorize, discovery, redeem, plan, 
 @pytest.mark.parametrize("mode", ["jwt", "form_post.jwt"])
 def test_hybrid_and_implicit_plans(browser, make_app, authorize, discovery, response_type, mode):
     app = make_app(response_type, redirect_uris=REGISTERED_REDIRECT_URI)
-    response, _, _ = authorize(
-        browser, app, response_type, mode, state=STATE, redirect_uri=REGISTERED_REDIRECT_URI
-    )
+    response, _, _ = authorize(browser, app, response_type, mode, state=STATE, redirect_uri=REGISTERED_REDIRECT_URI)
     params = run_success_checks(response, app, discovery(), state=STATE)
     params.pop("_token")
     check_if_authorization_endpoint_error(params)

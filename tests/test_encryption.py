@@ -180,9 +180,7 @@ def test_key_marked_for_the_algorithm_is_preferred(browser, make_app, authorize,
 @pytest.mark.django_db
 def test_disabled_algorithm_is_server_error(browser, make_app, authorize):
     key = client_key("RSA-OAEP")
-    app = make_app(
-        "code", jarm={"authorization_encrypted_response_alg": "RSA-OAEP", "jwks": public_jwks(key)}
-    )
+    app = make_app("code", jarm={"authorization_encrypted_response_alg": "RSA-OAEP", "jwks": public_jwks(key)})
     with override_settings(JARM={"ENCRYPTION_ALGS_SUPPORTED": ["RSA-OAEP-256"]}):
         response, _, _ = authorize(browser, app, "code", "jwt")
     assert dict(rp.delivery_of(response, REDIRECT_URI).params)["error"] == "server_error"

@@ -35,9 +35,7 @@ ALLOWED_PLAIN = {"server_error", "invalid_request"}
 GRANT_PARAMETERS = {"code", "access_token", "id_token", "token_type", "expires_in", "scope", "iss"}
 
 
-def _answer(
-    scenario: str, response_type: str, mode: str, make_app: Any, authorize: Any, browser: Client
-) -> Any:
+def _answer(scenario: str, response_type: str, mode: str, make_app: Any, authorize: Any, browser: Client) -> Any:
     jarm: dict[str, Any] | None = None
     app_kwargs: dict[str, Any] = {"skip_authorization": not scenario.startswith("consent")}
     kwargs: dict[str, Any] = {}
@@ -59,16 +57,10 @@ def _answer(
     elif scenario == "repeated-mode":
         modes = [mode, mode]
     app = make_app(response_type, jarm=jarm, **app_kwargs)
-    dot = dict(
-        settings.OAUTH2_PROVIDER, COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS=scenario == "dot-iss-parameter"
-    )
+    dot = dict(settings.OAUTH2_PROVIDER, COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS=scenario == "dot-iss-parameter")
     with override_settings(OAUTH2_PROVIDER=dot, JARM={"SIGNING_ALGS_SUPPORTED": ["RS256", "ES512", "HS256"]}):
         response, _, _ = authorize(agent, app, response_type, modes, **kwargs)
-        if (
-            scenario.startswith("consent")
-            and response.status_code == 200
-            and "form" in (response.context or {})
-        ):
+        if scenario.startswith("consent") and response.status_code == 200 and "form" in (response.context or {}):
             form = response.context["form"]
             data = {name: form[name].value() or "" for name in form.fields if name != "allow"}
             if scenario == "consent-allow":

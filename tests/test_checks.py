@@ -1,0 +1,209 @@
+"""One test per system check id, and the README lists every id and every setting."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.test import override_settings
+
+from django_jarm import checks
+from django_jarm.conf import DEFAULTS
+from django_jarm.keys import generate_server_key
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+
+def ids(messages) -> list[str]:
+    return [message.id for message in messages]
+
+
+def settings_check(**jarm) -> list:
+    with override_settings(JARM=jarm):
+        return checks.check_settings()
+
+
+def test_defaults_are_clean():
+    assert settings_check() == []
+
+
+def test_e001_not_a_dict():
+    with override_settings(JARM=["RESPONSE_LIFETIME"]):
+        messages = checks.check_settings()
+    assert ids(messages) == ["django_jarm.E001"]
+
+
+def test_w001_unknown_key():
+    messages = settings_check(RESPONSE_LIFETIM=60)
+    assert ids(messages) == ["django_jarm.W001"]
+    assert "JARM['RESPONSE_LIFETIM']" in messages[0].hint
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("RESPONSE_LIFETIME", "120"),
+        ("ENCRYPTION_ALGS_SUPPORTED", ["RSA1_5"]),
+        ("RESPONSE_MODES_SUPPORTED", ["web_message.jwt"]),
+        ("REQUIRE_JARM", "yes"),
+        ("CLIENT_JWKS_TIMEOUT", 0),
+        ("KEY_ENCRYPTION_SECRET", "short"),
+        ("ISSUER", "login.example.com"),
+        ("SIGNING_ALGS_SUPPORTED", ["RS256", "XS999"]),
+    ],
+)
+def test_e002_invalid_value(key, value):
+    messages = settings_check(**{key: value})
+    assert ids(messages) == ["django_jarm.E002"]
+    assert f"JARM['{key}']" in messages[0].hint
+
+
+@pytest.mark.parametrize(
+    ("jarm", "key"),
+    [
+        ({"SIGNING_ALGS_SUPPORTED": ["none", "RS256"]}, "SIGNING_ALGS_SUPPORTED"),
+        ({"DEFAULT_SIGNING_ALG": "none"}, "DEFAULT_SIGNING_ALG"),
+    ],
+)
+def test_e003_none(jarm, key):
+    messages = settings_check(**jarm)
+    assert "django_jarm.E003" in ids(messages)
+    assert f"JARM['{key}']" in next(m for m in messages if m.id == "django_jarm.E003").hint
+
+
+@pytest.mark.parametrize("lifetime", [9, 601])
+def test_e004_lifetime(lifetime):
+    messages = settings_check(RESPONSE_LIFETIME=lifetime)
+    assert ids(messages) == ["django_jarm.E004"]
+    assert "JARM['RESPONSE_LIFETIME']" in messages[0].hint
+
+
+def test_e005_default_alg_not_enabled():
+    messages = settings_check(DEFAULT_SIGNING_ALG="PS256", SIGNING_ALGS_SUPPORTED=["ES256"])
+    assert ids(messages) == ["django_jarm.E005"]
+    assert "JARM['DEFAULT_SIGNING_ALG']" in messages[0].hint
+
+
+def test_e006_redirect_status():
+    messages = settings_check(REDIRECT_STATUS=301)
+    assert ids(messages) == ["django_jarm.E006"]
+
+
+def test_e007_unknown_profile():
+    messages = settings_check(PROFILE="fapi3")
+    assert ids(messages) == ["django_jarm.E007"]
+    assert "JARM['PROFILE']" in messages[0].hint
+
+
+@pytest.mark.parametrize(
+    "jarm",
+    [
+        {"PROFILE": "fapi1-advanced"},  # DEFAULT_SIGNING_ALG stays RS256
+        {
+            "PROFILE": "fapi2-message-signing",
+            "DEFAULT_SIGNING_ALG": "PS256",
+            "SIGNING_ALGS_SUPPORTED": ["PS256", "HS256"],
+        },
+        {"PROFILE": "fapi2-message-signing", "DEFAULT_SIGNING_ALG": "PS256", "SIGNING_ALGS_SUPPORTED": ["PS256"]},
+    ],
+    ids=["rs256-default", "hmac", "symmetric-encryption"],
+)
+def test_e008_profile_conflicts(jarm):
+    messages = settings_check(**jarm)
+    assert "django_jarm.E008" in ids(messages)
+    assert "JARM[" in next(m for m in messages if m.id == "django_jarm.E008").hint
+
+
+def test_profile_without_conflict():
+    jarm = {
+        "PROFILE": "fapi2-message-signing",
+        "DEFAULT_SIGNING_ALG": "PS256",
+        "SIGNING_ALGS_SUPPORTED": ["PS256", "ES256", "EdDSA"],
+        "ENCRYPTION_ALGS_SUPPORTED": ["RSA-OAEP-256", "ECDH-ES"],
+    }
+    assert settings_check(**jarm) == []
+
+
+@pytest.mark.django_db
+def test_e009_and_w002_keys_missing():
+    with override_settings(JARM={"DEFAULT_SIGNING_ALG": "PS256"}):
+        messages = checks.check_keys(databases=["default"])
+    assert ids(messages) == ["django_jarm.E009", "django_jarm.W002"]
+    assert "jarm_keys generate --alg PS256" in messages[0].hint
+    generate_server_key("PS256")
+    with override_settings(JARM={"DEFAULT_SIGNING_ALG": "PS256", "SIGNING_ALGS_SUPPORTED": ["RS256", "PS256"]}):
+        assert checks.check_keys(databases=["default"]) == []
+
+
+@pytest.mark.django_db
+def test_database_checks_need_a_database():
+    assert checks.check_keys(databases=None) == []
+    assert checks.check_clients(databases=None) == []
+
+
+@pytest.mark.django_db
+def test_w003_client_secret_unusable(make_app):
+    make_app("code", jarm={"authorization_signed_response_alg": "HS256"})  # hashed secret
+    make_app(
+        "code", hash_client_secret=False, client_secret="x" * 20, jarm={"authorization_encrypted_response_alg": "dir"}
+    )
+    make_app(
+        "code", hash_client_secret=False, client_secret="x" * 64, jarm={"authorization_signed_response_alg": "HS512"}
+    )
+    messages = checks.check_clients(databases=["default"])
+    assert ids(messages) == ["django_jarm.W003", "django_jarm.W003"]
+    assert "hashed" in messages[0].msg
+    assert "32 octets" in messages[1].msg
+
+
+@pytest.mark.django_db
+def test_e010_undecryptable_key():
+    generate_server_key("ES256")
+    with override_settings(JARM={"KEY_ENCRYPTION_SECRET": "another secret, at least thirty-two characters"}):
+        messages = checks.check_keys(databases=["default"])
+    assert "django_jarm.E010" in ids(messages)
+    assert "KEY_ENCRYPTION_SECRET_FALLBACKS" in next(m for m in messages if m.id == "django_jarm.E010").hint
+
+
+@pytest.mark.parametrize(
+    ("jarm", "expected"),
+    [
+        ({"ISSUER": "https://as.example", "CLIENT_JWKS_ALLOW_HTTP": True}, ["django_jarm.W004"]),
+        ({"ISSUER": "https://as.example", "CLIENT_JWKS_ALLOW_PRIVATE_ADDRESSES": True}, ["django_jarm.W005"]),
+        ({}, ["django_jarm.W006"]),
+        ({"ISSUER": "https://as.example"}, []),
+    ],
+)
+def test_deployment_checks(jarm, expected):
+    with override_settings(JARM=jarm, DEBUG=False):
+        assert ids(checks.check_deployment()) == expected
+    with override_settings(JARM=jarm, DEBUG=True):
+        assert checks.check_deployment() == []
+
+
+def test_w006_quiet_when_dot_pins_the_issuer():
+    dot = dict(django_settings.OAUTH2_PROVIDER, OIDC_ISS_ENDPOINT="https://as.example/o")
+    with override_settings(OAUTH2_PROVIDER=dot, JARM={}, DEBUG=False):
+        assert checks.check_deployment() == []
+
+
+def test_checks_run_through_manage_py():
+    with override_settings(JARM={"RESPONSE_LIFETIME": 3600}), pytest.raises(SystemCheckError, match="E004"):
+        call_command("check")
+
+
+def test_ids_are_unique_and_all_documented():
+    source = Path(checks.__file__).read_text()
+    used = set(re.findall(r'id="(django_jarm\.[EW]\d{3})"', source))
+    assert used == set(checks.CHECK_IDS)
+    for check_id in checks.CHECK_IDS:
+        assert f"`{check_id}`" in README, f"{check_id} is not in the README"
+
+
+def test_every_setting_is_documented():
+    for key in DEFAULTS:
+        assert f"| `{key}` |" in README, f"JARM['{key}'] is not in the README's settings table"
