@@ -390,3 +390,67 @@ def test_view_only_staff_cannot_run_key_actions(viewer_client, action):
 
     following.refresh_from_db()
     assert following.status == ServerKey.Status.NEXT
+
+
+@pytest.mark.django_db
+def test_preview_shows_the_encryption_header_and_claims(admin_client, make_app):
+    from joserfc.jwk import RSAKey
+
+    server_key = generate_server_key("PS256")
+    client_key = RSAKey.generate_key(2048, parameters={"kid": "client-enc", "use": "enc"})
+    app = make_app(
+        jarm={
+            "authorization_signed_response_alg": "PS256",
+            "authorization_encrypted_response_alg": "RSA-OAEP-256",
+            "jwks": {"keys": [client_key.as_dict(private=False)]},
+        }
+    )
+    content = html.unescape(admin_client.get(f"/admin/oauth2_provider/application/{app.pk}/change/").content.decode())
+    assert "JARM preview" in content
+    assert '"alg": "RSA-OAEP-256"' in content
+    assert '"enc": "A128CBC-HS256"' in content
+    assert '"cty": "JWT"' in content
+    assert '"kid": "client-enc"' in content
+    assert f'"aud": "{app.client_id}"' in content
+    assert '"iss": "http://testserver/o"' in content
+    assert_no_private_material(content, [server_key])
+    assert client_key.as_dict(private=True)["d"] not in content
+
+
+def test_inline_is_added_whatever_the_order_of_apps(tmp_path):
+    """django_jarm listed before oauth2_provider still gets its inline (autodiscovery order)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "jarm_first_settings.py").write_text(
+        "from tests.settings import *\n"
+        "INSTALLED_APPS = [a for a in INSTALLED_APPS if a != 'oauth2_provider']\n"
+        "INSTALLED_APPS.insert(INSTALLED_APPS.index('django_jarm') + 1, 'oauth2_provider')\n"
+        "assert INSTALLED_APPS.index('django_jarm') < INSTALLED_APPS.index('oauth2_provider')\n"
+    )
+    script = (
+        "import django; django.setup()\n"
+        "from django.contrib import admin; admin.autodiscover()\n"
+        "from oauth2_provider.models import get_application_model\n"
+        "from django_jarm.admin import ClientSettingsInline\n"
+        "model_admin = admin.site._registry[get_application_model()]\n"
+        "assert ClientSettingsInline in model_admin.inlines, model_admin.inlines\n"
+        "print('inline ok')\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=root,
+        env={
+            **os.environ,
+            "PYTHONPATH": f"{tmp_path}:{root}",
+            "DJANGO_SETTINGS_MODULE": "jarm_first_settings",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "inline ok" in result.stdout
