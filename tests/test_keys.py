@@ -371,7 +371,9 @@ def test_import_refuses_an_unfit_key(make_pem, pem_args, alg, message):
     ids=["empty", "garbage", "truncated"],
 )
 def test_import_refuses_garbage(pem):
-    with pytest.raises(ConfigurationError, match=r"^The PEM does not hold a readable RSA, EC or Ed25519 private key\.$"):
+    with pytest.raises(
+        ConfigurationError, match=r"^The PEM does not hold a readable RSA, EC or Ed25519 private key\.$"
+    ):
         import_server_key(pem, "PS256")
     assert not ServerKey.objects.exists()
 
