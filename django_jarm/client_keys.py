@@ -15,10 +15,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import urllib3
-from django.core.cache import cache
 from jwcrypto import jwk
 from jwcrypto.common import base64url_encode
 
+from . import cache as shared_cache
 from .conf import SYMMETRIC_ENCRYPTION_ALGS, jarm_settings
 from .exceptions import ConfigurationError
 from .models import ClientSettings, jwks_problem, symmetric_encryption_secret_problem
@@ -162,7 +162,7 @@ def _select_from_uri(uri: str, alg: str) -> dict[str, Any]:
         return select_key(jwks, alg)
     except ConfigurationError:
         # The client may have rotated its keys since we cached them: one refresh, rate-limited.
-        if not cache.add(_cache_key(uri, "refresh"), True, REFRESH_INTERVAL_SECONDS):
+        if not shared_cache.add(_cache_key(uri, "refresh"), True, REFRESH_INTERVAL_SECONDS):
             raise
         return select_key(fetch_client_jwks(uri, refresh=True), alg)
 
@@ -172,20 +172,20 @@ def fetch_client_jwks(uri: str, *, refresh: bool = False) -> dict[str, Any]:
     key = _cache_key(uri, "set")
     failure_key = _cache_key(uri, "failure")
     if not refresh:
-        cached = cache.get(key)
+        cached = shared_cache.get(key)
         if cached is not None:
             return dict(cached)
-        failure = cache.get(failure_key)
+        failure = shared_cache.get(failure_key)
         if failure is not None:
             raise ConfigurationError(f"Fetching the client's jwks_uri failed recently: {failure}")
     try:
         jwks = _fetch(uri)
     except ConfigurationError as exc:
-        cache.set(failure_key, str(exc), FAILURE_CACHE_SECONDS)
+        shared_cache.set(failure_key, str(exc), FAILURE_CACHE_SECONDS)
         logger.warning("Client jwks_uri fetch failed: host=%s reason=%s", urlsplit(uri).hostname, exc)
         raise
-    cache.set(key, jwks, int(jarm_settings.CLIENT_JWKS_CACHE_SECONDS))
-    cache.delete(failure_key)
+    shared_cache.set(key, jwks, int(jarm_settings.CLIENT_JWKS_CACHE_SECONDS))
+    shared_cache.delete(failure_key)
     return jwks
 
 

@@ -20,7 +20,6 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
-from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -28,6 +27,7 @@ from jwcrypto import jwe, jwk
 from jwcrypto.common import JWException, base64url_encode, json_encode
 from oauth2_provider.settings import oauth2_settings
 
+from . import cache as shared_cache
 from .conf import ASYMMETRIC_SIGNING_ALGS, SYMMETRIC_SIGNING_ALGS, jarm_settings
 from .exceptions import ConfigurationError, KeyDecryptionError
 from .models import ServerKey, hmac_secret_problem
@@ -334,15 +334,12 @@ def algs_due_for_rotation(older_than: datetime.timedelta) -> list[str]:
 
 def bump_generation() -> None:
     """Tell every process that the server keys changed."""
-    try:
-        cache.incr(GENERATION_CACHE_KEY)
-    except ValueError:
-        cache.set(GENERATION_CACHE_KEY, 1, None)
+    shared_cache.incr(GENERATION_CACHE_KEY)
     _store_snapshot(None)
 
 
 def _current_generation() -> Any:
-    return cache.get(GENERATION_CACHE_KEY, 0)
+    return shared_cache.get(GENERATION_CACHE_KEY, 0)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ import os
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.service_urls import cache_from_url, database_from_url
+
 
 def _rsa_pem() -> str:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -54,9 +56,10 @@ TEMPLATES = [
     }
 ]
 
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.environ.get("JARM_TEST_DB", ":memory:")}}
-
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# SQLite in memory and a per-process cache by default; PostgreSQL and Redis when these are set,
+# e.g. JARM_TEST_DATABASE_URL=postgres://jarm:jarm@127.0.0.1:5432/jarm JARM_TEST_REDIS_URL=redis://127.0.0.1:6379/0
+DATABASES = {"default": database_from_url(os.environ.get("JARM_TEST_DATABASE_URL", "sqlite://:memory:"))}
+CACHES = {"default": cache_from_url(os.environ.get("JARM_TEST_REDIS_URL", "locmem://"))}
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
