@@ -29,7 +29,14 @@ from . import tokens
 from .client_keys import get_encryption_key
 from .conf import jarm_settings
 from .exceptions import ConfigurationError
-from .keys import KEY_PARAMS, activate_server_key, generate_server_key, get_signing_key, retire_server_key
+from .keys import (
+    KEY_PARAMS,
+    activate_server_key,
+    generate_server_key,
+    get_signing_key,
+    retire_server_key,
+    rotate_server_keys,
+)
 from .models import ClientSettings, ServerKey
 
 
@@ -186,7 +193,7 @@ class ServerKeyAdmin(admin.ModelAdmin):
     search_fields = ("kid",)
     fields = ("kid", "alg", "kty", "crv", "status", "public_jwk", "created", "activated", "retiring_since", "retired")
     readonly_fields = fields
-    actions = ("activate_keys", "retire_keys")
+    actions = ("activate_keys", "retire_keys", "rotate_algorithms")
     change_list_template = "admin/django_jarm/serverkey_change_list.html"
 
     @admin.display(description=_("age"))
@@ -219,6 +226,23 @@ class ServerKeyAdmin(admin.ModelAdmin):
     def retire_keys(self, request: HttpRequest, queryset: QuerySet[ServerKey]) -> None:
         for key in queryset:
             self._run(request, retire_server_key, key.kid, _("Key %(kid)s is retired."))
+
+    @admin.action(
+        description=_("Rotate the selected keys' algorithms (next -> active -> retiring -> retired)"),
+        permissions=["change"],
+    )
+    def rotate_algorithms(self, request: HttpRequest, queryset: QuerySet[ServerKey]) -> None:
+        for alg in sorted(set(queryset.values_list("alg", flat=True))):
+            try:
+                rotation = rotate_server_keys(alg)
+            except ConfigurationError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+            else:
+                self.message_user(
+                    request,
+                    _("%(alg)s rotated: %(kid)s is active.") % {"alg": alg, "kid": rotation.activated},
+                    messages.SUCCESS,
+                )
 
     def _run(self, request: HttpRequest, operation: Any, kid: str, success: str) -> None:
         try:

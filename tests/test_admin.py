@@ -454,3 +454,19 @@ def test_inline_is_added_whatever_the_order_of_apps(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "inline ok" in result.stdout
+
+
+@pytest.mark.django_db
+def test_rotate_action(admin_client):
+    first = generate_server_key("PS256")
+    response = admin_client.post(
+        "/admin/django_jarm/serverkey/",
+        {"action": "rotate_algorithms", "_selected_action": [first.pk]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    first.refresh_from_db()
+    assert first.status == "retiring"
+    assert ServerKey.objects.filter(alg="PS256", status="active").count() == 1
+    assert ServerKey.objects.filter(alg="PS256", status="next").count() == 1
+    assert "PS256 rotated" in response.content.decode()
