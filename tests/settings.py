@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -17,7 +19,15 @@ def _rsa_pem() -> str:
     ).decode()
 
 
+def _oidc_key() -> str:
+    """DOT's OIDC key: shared through a file by every server process of a multi-process test."""
+    path = os.environ.get("JARM_TEST_OIDC_KEY_FILE")
+    return Path(path).read_text() if path else _rsa_pem()
+
+
 SECRET_KEY = "django_jarm tests: not a secret"
+# Extra JARM settings for server processes started by the tests (a JSON object).
+JARM = json.loads(os.environ.get("JARM_TEST_SETTINGS", "{}"))
 DEBUG = False
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
 USE_TZ = True
@@ -67,7 +77,7 @@ LOGIN_URL = "/login/"
 
 OAUTH2_PROVIDER = {
     "OIDC_ENABLED": True,
-    "OIDC_RSA_PRIVATE_KEY": _rsa_pem(),
+    "OIDC_RSA_PRIVATE_KEY": _oidc_key(),
     "OAUTH2_VALIDATOR_CLASS": "tests.validators.SilentLoginValidator",
     "SCOPES": {"openid": "OpenID Connect", "read": "Read", "write": "Write"},
     "DEFAULT_SCOPES": ["read"],
