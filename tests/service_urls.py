@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 
 def database_from_url(url: str) -> dict[str, Any]:
-    """``sqlite:///path``, ``sqlite://:memory:`` or ``postgres://user:password@host:port/name``."""
+    """``sqlite:///path``, ``sqlite://:memory:`` or ``postgres://user:password@host:port/name[?conn_max_age=S]``."""
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         name = ":memory:" if parts.netloc == ":memory:" else unquote(parts.path)
@@ -20,7 +20,7 @@ def database_from_url(url: str) -> dict[str, Any]:
             "PASSWORD": unquote(parts.password or ""),
             "HOST": parts.hostname or "",
             "PORT": str(parts.port or ""),
-            "CONN_MAX_AGE": 0,
+            "CONN_MAX_AGE": int(parse_qs(parts.query).get("conn_max_age", ["0"])[0]),
         }
     raise ValueError(f"Unsupported database URL scheme {parts.scheme!r}")
 
