@@ -163,7 +163,17 @@ PROFILE_SIGNING_ALGS: dict[str | None, tuple[str, ...]] = {
 jarm_settings = JARMSettings()
 
 
+_epoch = 0
+
+
+def settings_epoch() -> int:
+    """Changes whenever a setting changes at run time (in practice: in tests)."""
+    return _epoch
+
+
 @receiver(setting_changed)
 def _reload_jarm_settings(*, setting: str, **kwargs: Any) -> None:
+    global _epoch
+    _epoch += 1
     if setting in (SETTING_NAME, "SECRET_KEY"):
         jarm_settings.reload()

@@ -342,7 +342,7 @@ def _current_generation() -> Any:
     return shared_cache.get(GENERATION_CACHE_KEY, 0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: a new snapshot is a new state
 class _Snapshot:
     generation: Any
     loaded_at: float
@@ -425,19 +425,40 @@ def _dot_signing_key() -> SigningKey | None:
 # Public API ---------------------------------------------------------------------------
 
 
+def key_state() -> object:
+    """An object that changes whenever the published or active server keys may have changed."""
+    return _load_snapshot()
+
+
 def published_jwks() -> dict[str, list[dict[str, Any]]]:
     """The server's JWK Set: DOT's OIDC keys (as DOT publishes them) and our published keys."""
+    return json.loads(published_jwks_json())  # type: ignore[no-any-return]
+
+
+_published: tuple[object, tuple[str, ...], bytes] | None = None
+
+
+def published_jwks_json() -> bytes:
+    """:func:`published_jwks` serialised, rebuilt only when the keys or DOT's key settings change."""
+    global _published
+    snapshot = _load_snapshot()
+    pems = (oauth2_settings.OIDC_RSA_PRIVATE_KEY, *oauth2_settings.OIDC_RSA_PRIVATE_KEYS_INACTIVE)
+    cached = _published
+    if cached is not None and cached[0] is snapshot and cached[1] == pems:
+        return cached[2]
     keys: list[dict[str, Any]] = []
     seen: set[str] = set()
     for key in _dot_rsa_keys():
         kid = key.thumbprint()
         keys.append(public_jwk_dict(key, alg="RS256", kid=kid))
         seen.add(kid)
-    for public in _load_snapshot().published:
+    for public in snapshot.published:
         if public["kid"] not in seen:
             keys.append(dict(public))
             seen.add(public["kid"])
-    return {"keys": keys}
+    document = json.dumps({"keys": keys}).encode("utf-8")
+    _published = (snapshot, pems, document)
+    return document
 
 
 def available_signing_algs() -> list[str]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils.decorators import method_decorator
 from django.views.generic import View
@@ -25,10 +25,10 @@ from oauthlib.oauth2.rfc6749.errors import CustomOAuth2Error, MismatchingRedirec
 
 from . import tokens
 from .client_keys import EncryptionKey, get_encryption_key
-from .conf import jarm_settings
+from .conf import jarm_settings, settings_epoch
 from .exceptions import ConfigurationError, JARMError, ProtocolError, ResponseNotBuildable
 from .forms import JARMAllowForm
-from .keys import SigningKey, available_signing_algs, get_signing_key, published_jwks
+from .keys import SigningKey, available_signing_algs, get_signing_key, key_state, published_jwks_json
 from .models import ClientSettings
 from .response_modes import RESPONSE_MODES, ClientPolicy, ModeDecision, Params, resolve_response_mode
 from .signals import response_issued
@@ -374,19 +374,35 @@ def jarm_metadata(request: HttpRequest) -> dict[str, Any]:
     }
 
 
+#: Built metadata documents: (view, URL, key state, settings epoch) -> (body, headers). Bounded:
+#: the URL varies only with hosts Django accepts (ALLOWED_HOSTS).
+_documents: dict[tuple[Any, ...], tuple[bytes, list[tuple[str, str]]]] = {}
+_DOCUMENTS_MAX = 64
+
+
 class _JARMMetadataMixin:
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        response: HttpResponse = super().get(request, *args, **kwargs)  # type: ignore[misc]
-        if response.status_code != 200:
-            return response
-        data = json.loads(response.content)
-        data.update(jarm_metadata(request))
-        if not data.get("jwks_uri"):
-            data["jwks_uri"] = _jwks_url(request)
-        new = JsonResponse(data)
-        for header, value in response.headers.items():
-            if header.lower() not in ("content-type", "content-length"):
-                new[header] = value
+        cache_key = (type(self), request.build_absolute_uri(request.path), key_state(), settings_epoch())
+        cached = _documents.get(cache_key)
+        if cached is None:
+            response: HttpResponse = super().get(request, *args, **kwargs)  # type: ignore[misc]
+            if response.status_code != 200:
+                return response
+            data = json.loads(response.content)
+            data.update(jarm_metadata(request))
+            if not data.get("jwks_uri"):
+                data["jwks_uri"] = _jwks_url(request)
+            headers = [
+                (k, v) for k, v in response.headers.items() if k.lower() not in ("content-type", "content-length")
+            ]
+            cached = (json.dumps(data).encode("utf-8"), headers)
+            if len(_documents) >= _DOCUMENTS_MAX:
+                _documents.clear()
+            _documents[cache_key] = cached
+        body, headers = cached
+        new = HttpResponse(body, content_type="application/json")
+        for header, value in headers:
+            new[header] = value
         return new
 
 
@@ -403,7 +419,7 @@ class JARMJwksInfoView(View):
     """One JWK Set: DOT's OIDC keys and the published JARM keys, public members only."""
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        response = JsonResponse(published_jwks())
+        response = HttpResponse(published_jwks_json(), content_type="application/json")
         max_age = int(oauth2_settings.OIDC_JWKS_MAX_AGE_SECONDS)
         response["Access-Control-Allow-Origin"] = "*"
         response["Cache-Control"] = (

@@ -124,3 +124,24 @@ def test_dot_id_tokens_still_verify_against_the_jwks(browser, make_app, authoriz
     jwks = Client().get("/o/.well-known/jwks.json").json()
     id_token = jwt.decode(verified.claims["id_token"], KeySet.import_key_set(jwks), algorithms=["RS256"])
     assert id_token.claims["iss"] == verified.claims["iss"]
+
+
+@pytest.mark.django_db
+def test_cached_documents_follow_key_changes(django_capture_on_commit_callbacks):
+    first_discovery = Client().get(DISCOVERY).json()["authorization_signing_alg_values_supported"]
+    first_jwks = Client().get("/o/.well-known/jwks.json").json()["keys"]
+    assert Client().get(DISCOVERY).json()["authorization_signing_alg_values_supported"] == first_discovery
+    with django_capture_on_commit_callbacks(execute=True):
+        key = generate_server_key("ES384")
+    assert "ES384" not in first_discovery
+    assert "ES384" in Client().get(DISCOVERY).json()["authorization_signing_alg_values_supported"]
+    assert key.kid in {k["kid"] for k in Client().get("/o/.well-known/jwks.json").json()["keys"]}
+    assert len(first_jwks) == 1
+
+
+@pytest.mark.django_db
+def test_cached_documents_follow_the_host():
+    first = Client().get(DISCOVERY, HTTP_HOST="localhost").json()
+    second = Client().get(DISCOVERY, HTTP_HOST="127.0.0.1").json()
+    assert first["issuer"] == "http://localhost/o"
+    assert second["issuer"] == "http://127.0.0.1/o"
