@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -48,6 +48,8 @@ except ImportError:  # pragma: no cover - DOT without the Django 5.1 shim
 
 logger = logging.getLogger(__name__)
 
+#: What create_authorization_response() hands DOT instead of the response URL.
+PENDING_RESPONSE = "urn:django-jarm:pending-response"
 SERVER_ERROR_DESCRIPTION = "The authorization server cannot produce a signed response for this client."
 
 
@@ -99,6 +101,8 @@ class AuthorizationContext:
     decision: ModeDecision
     signing_key: SigningKey | None = None
     encryption_key: EncryptionKey | None = None
+    #: The URL DOT built, kept out of DOT's hands (and logs) until redirect().
+    pending_url: str = field(default="", repr=False)
 
 
 class JARMAuthorizationMixin:
@@ -174,7 +178,15 @@ class JARMAuthorizationMixin:
     ) -> Any:
         self._bind(credentials, verify_redirect_uri=True)
         self._raise_for_refusal()
-        return super().create_authorization_response(request, scopes, credentials, allow)  # type: ignore[misc]
+        uri, headers, body, status = super().create_authorization_response(  # type: ignore[misc]
+            request, scopes, credentials, allow
+        )
+        if self.jarm_context is not None:
+            # DOT logs the URL it gets back ("Success url for the request: ..."), code and tokens
+            # included. Keep the real one here; redirect() swaps it back in.
+            self.jarm_context.pending_url = uri
+            uri = PENDING_RESPONSE
+        return uri, headers, body, status
 
     def error_response(self, error: Any, application: Any, **kwargs: Any) -> HttpResponse:
         if self.jarm_context is None and not isinstance(error, FatalClientError):
@@ -203,6 +215,8 @@ class JARMAuthorizationMixin:
                 # Never a response in the clear to a request that asked for a JWT.
                 return HttpResponse("The authorization response cannot be delivered.", status=400)
             return super().redirect(redirect_to, application)  # type: ignore[misc,no-any-return]
+        if redirect_to == PENDING_RESPONSE:
+            redirect_to, context.pending_url = context.pending_url, ""
         mode = context.decision.mode
         params = response_parameters(redirect_to, context.redirect_uri, keep_iss=not mode.is_jwt)
         return self.render_response(context, params)

@@ -496,3 +496,17 @@ def test_custom_scheme_redirect_uri(browser, make_app, authorize, verify):
     response, _, _ = authorize(browser, app, "code", "form_post.jwt", redirect_uri=redirect_uri)
     assert "form-action com.example.app:" in response["Content-Security-Policy"]
     verify(response, app, redirect_uri=redirect_uri)
+
+
+@pytest.mark.django_db
+def test_dot_never_gets_the_response_url_to_log(browser, make_app, authorize, verify, caplog):
+    import logging
+
+    app = make_app("code", skip_authorization=False)
+    page, _, _ = authorize(browser, app, "code", "jwt")
+    with caplog.at_level(logging.DEBUG, logger="oauth2_provider"):
+        response = browser.post("/o/authorize/", {**_form_data(page), "allow": "Authorize"})
+    code = verify(response, app)[1].claims["code"]
+    dot_lines = [record.getMessage() for record in caplog.records if record.name == "oauth2_provider"]
+    assert any("Success url" in line for line in dot_lines)
+    assert not any(code in line for line in dot_lines)
