@@ -5,6 +5,10 @@ Environment variables (all optional):
 * ``DJANGO_JARM_DEMO_DB``: path of the SQLite database (default ``example_project/db.sqlite3``).
 * ``DJANGO_JARM_DEMO_KEY_FILE``: path of DOT's OIDC RSA private key (default
   ``example_project/oidc.key``). The key is generated on first use and never committed.
+* ``DJANGO_JARM_DEMO_RP_KEY_FILE``: path of the demo relying party's RSA private key, which
+  encrypted responses are encrypted to (default: ``relying_party.key`` beside the OIDC key).
+  Generated on first use and never committed either; ``manage.py jarm_demo`` publishes its
+  public part in the JWK Set of the encrypting demo client.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 BASE_DIR = Path(__file__).resolve().parent
 
 
-def _oidc_private_key(path: Path) -> str:
+def _rsa_private_key(path: Path) -> str:
     """The PEM in ``path``; a new 2048-bit RSA key (PKCS8, mode 0600) is written there first if missing."""
     try:
         return path.read_text()
@@ -49,6 +53,9 @@ DEBUG = True
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 
 INSTALLED_APPS = [
+    # First, so that their templates (login and consent pages) win over the other apps'.
+    "example_project.demo",
+    "example_project.relying_party",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -57,7 +64,6 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "oauth2_provider",
     "django_jarm",
-    "example_project.demo",
 ]
 
 MIDDLEWARE = [
@@ -103,13 +109,13 @@ LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"
 
+OIDC_KEY_FILE = Path(os.environ.get("DJANGO_JARM_DEMO_KEY_FILE") or BASE_DIR / "oidc.key")
+
 OAUTH2_PROVIDER = {
     "OIDC_ENABLED": True,
-    # Read from a file outside version control, created on first import (see _oidc_private_key).
+    # Read from a file outside version control, created on first import (see _rsa_private_key).
     # DOT signs ID tokens with it; django_jarm signs RS256 responses with it too.
-    "OIDC_RSA_PRIVATE_KEY": _oidc_private_key(
-        Path(os.environ.get("DJANGO_JARM_DEMO_KEY_FILE") or BASE_DIR / "oidc.key")
-    ),
+    "OIDC_RSA_PRIVATE_KEY": _rsa_private_key(OIDC_KEY_FILE),
     # DOT leaves prompt=none unimplemented; this validator answers it.
     "OAUTH2_VALIDATOR_CLASS": "example_project.demo.validators.DemoOAuth2Validator",
     "SCOPES": {"openid": "OpenID Connect", "read": "Read your data", "write": "Change your data"},
@@ -138,4 +144,18 @@ JARM = {
     # "CLIENT_JWKS_ALLOW_HTTP": False,
     # "CLIENT_JWKS_ALLOW_PRIVATE_ADDRESSES": False,
     # "KEY_ENCRYPTION_SECRET": None,  # None: derived from SECRET_KEY
+}
+
+# The demo relying party (example_project.relying_party): an OAuth client of the server above,
+# in the same process for convenience. It talks to the server over HTTP only, like any client.
+RELYING_PARTY = {
+    # Where the authorization server lives, relative to the origin the demo is opened on. The
+    # relying party reads everything else from the discovery document under it.
+    "ISSUER_PATH": "/o",
+    # Its private decryption key (RSA-OAEP-256), in a file outside version control.
+    "ENCRYPTION_KEY_PEM": _rsa_private_key(
+        Path(os.environ.get("DJANGO_JARM_DEMO_RP_KEY_FILE") or OIDC_KEY_FILE.with_name("relying_party.key"))
+    ),
+    # Timeout of its HTTP requests to the authorization server (discovery, JWK Set, token).
+    "HTTP_TIMEOUT": 10,
 }

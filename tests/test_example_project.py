@@ -18,15 +18,14 @@ from typing import Any
 
 import pytest
 
-from tests import rp
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_ALGS = ("PS256", "ES256", "EdDSA")
 DEMO_CLIENT_IDS = {
     "demo-code-jwt",
     "demo-form-post-jwt",
     "demo-fragment-jwt",
-    "demo-hybrid",
+    "demo-hybrid-encrypted",
+    "demo-dir-secret",
     "demo-require-jarm",
 }
 
@@ -48,6 +47,8 @@ def demo_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
             "DJANGO_SETTINGS_MODULE": "example_project.settings",
             "DJANGO_JARM_DEMO_DB": str(directory / "demo.sqlite3"),
             "DJANGO_JARM_DEMO_KEY_FILE": str(directory / "oidc.key"),
+            # The relying party's key goes beside it by default; named here to be sure.
+            "DJANGO_JARM_DEMO_RP_KEY_FILE": str(directory / "relying_party.key"),
             "PYTHONDONTWRITEBYTECODE": "1",
         }
     )
@@ -83,28 +84,56 @@ def first_run(demo_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_first_run_sets_everything_up(demo_env: dict[str, str], first_run: Any) -> None:
-    assert "Demo ready: 9 object(s) created" in first_run.stdout
+    assert "Demo ready: 10 object(s) created" in first_run.stdout
     assert row_counts(demo_env) == {
         "auth_user": 1,
         "django_jarm_serverkey": 3,
-        "oauth2_provider_application": 5,
-        "django_jarm_clientsettings": 5,
+        "oauth2_provider_application": 6,
+        "django_jarm_clientsettings": 6,
     }
-    key_file = Path(demo_env["DJANGO_JARM_DEMO_KEY_FILE"])
-    assert key_file.read_text().startswith("-----BEGIN PRIVATE KEY-----")
-    if os.name == "posix":
-        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    for name in ("DJANGO_JARM_DEMO_KEY_FILE", "DJANGO_JARM_DEMO_RP_KEY_FILE"):
+        key_file = Path(demo_env[name])
+        assert key_file.read_text().startswith("-----BEGIN PRIVATE KEY-----")
+        if os.name == "posix":
+            assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    with sqlite3.connect(demo_env["DJANGO_JARM_DEMO_DB"]) as db:
+        user = db.execute("SELECT is_staff, is_superuser FROM auth_user WHERE username = 'demo'").fetchone()
+        registered = dict(
+            db.execute(
+                "SELECT a.client_id, s.jwks FROM django_jarm_clientsettings s"
+                " JOIN oauth2_provider_application a ON a.id = s.application_id"
+            ).fetchall()
+        )
+    assert user == (1, 1)
+    # The relying party's public key (never its private part) is registered for encryption.
+    jwks = json.loads(registered["demo-hybrid-encrypted"])
+    assert [key["alg"] for key in jwks["keys"]] == ["RSA-OAEP-256"]
+    assert not {"d", "p", "q", "dp", "dq", "qi"} & set(jwks["keys"][0])
 
 
 def test_second_run_creates_nothing(demo_env: dict[str, str], first_run: Any) -> None:
     before = row_counts(demo_env)
     key_before = Path(demo_env["DJANGO_JARM_DEMO_KEY_FILE"]).read_text()
 
+    rp_key_before = Path(demo_env["DJANGO_JARM_DEMO_RP_KEY_FILE"]).read_text()
+
     second = manage(demo_env, "jarm_demo", "--no-runserver")
 
     assert "Demo ready: 0 object(s) created, 0 updated." in second.stdout
     assert row_counts(demo_env) == before
     assert Path(demo_env["DJANGO_JARM_DEMO_KEY_FILE"]).read_text() == key_before
+    assert Path(demo_env["DJANGO_JARM_DEMO_RP_KEY_FILE"]).read_text() == rp_key_before
+
+
+def test_a_changed_demo_user_is_repaired(demo_env: dict[str, str], first_run: Any) -> None:
+    with sqlite3.connect(demo_env["DJANGO_JARM_DEMO_DB"]) as db:
+        db.execute("UPDATE auth_user SET is_staff = 0, password = '!' WHERE username = 'demo'")
+
+    again = manage(demo_env, "jarm_demo", "--no-runserver")
+
+    assert "user 'demo': updated" in again.stdout
+    with sqlite3.connect(demo_env["DJANGO_JARM_DEMO_DB"]) as db:
+        assert db.execute("SELECT is_staff FROM auth_user WHERE username = 'demo'").fetchone() == (1,)
 
 
 def test_check_passes_and_keys_are_active(demo_env: dict[str, str], first_run: Any) -> None:
@@ -116,128 +145,178 @@ def test_check_passes_and_keys_are_active(demo_env: dict[str, str], first_run: A
         assert re.search(rf"^{alg}\s+active\s+\S+", listed, re.MULTILINE), listed
 
 
-#: Drives the demo with Django's test client under the example settings: log in, follow every
-#: link on the home page, consent, deliver the response to the callback page; prints JSON.
+#: Drives the demo with Django's test client under the example settings: log in, press every
+#: button of the relying party's home page, consent (or deny), deliver the response to the
+#: callback like a browser would (query, form_post, fragment relayed by the page's script), read
+#: the result page; prints JSON. The relying party's HTTP requests to the authorization server
+#: (discovery, JWK Set, token endpoint) go through a second, cookie-less test client.
 BROWSE_SCRIPT = r"""
-import base64, html, json, re
+import html, json, re
 import django
 django.setup()
 from django.test import Client
 from oauth2_provider.models import get_application_model
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
+from example_project.relying_party import transport
 
-Application = get_application_model()
+HOST = "127.0.0.1:8000"
+server_side = Client(HTTP_HOST=HOST)
+server_calls = []
+
+def send(method, url, headers, body):
+    parts = urlsplit(url)
+    assert parts.netloc == HOST, url
+    server_calls.append(f"{method} {parts.path}")
+    meta = {"HTTP_" + k.upper().replace("-", "_"): v for k, v in headers.items() if k.lower() != "content-type"}
+    if method == "GET":
+        answer = server_side.get(parts.path, **meta)
+    else:
+        answer = server_side.generic(method, parts.path, body, content_type=headers["Content-Type"], **meta)
+    return transport.HTTPResponse(answer.status_code, answer.get("Content-Type", ""), answer.content)
+
+transport.send = send
 
 def hidden_inputs(page):
     return {name: html.unescape(value)
             for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page)}
 
-browser = Client(HTTP_HOST="127.0.0.1:8000")
+def attributes(page, name):
+    return re.findall(name + r'="([^"]*)"', page)
+
+browser = Client(HTTP_HOST=HOST)
 out = {
     "discovery": browser.get("/o/.well-known/openid-configuration").json(),
-    "jwks": browser.get("/o/.well-known/jwks.json").json(),
     "anonymous_home": browser.get("/").status_code,
 }
 assert browser.login(username="demo", password="demo")
 home = browser.get("/").content.decode()
-demo_app = Application.objects.get(client_id="demo-code-jwt")
+out["home_lists_jwks"] = all(key["kid"] in home for key in browser.get("/o/.well-known/jwks.json").json()["keys"])
+demo_app = get_application_model().objects.get(client_id="demo-hybrid-encrypted")
 change_url = f"/admin/oauth2_provider/application/{demo_app.pk}/change/"
 admin_urls = ("/admin/", "/admin/django_jarm/serverkey/", change_url)
 out["admin"] = {url: browser.get(url).status_code for url in admin_urls}
-out["admin_inline"] = "JARM settings" in browser.get(change_url).content.decode()
-out["deliveries"] = []
-for link in re.findall(r'href="(/o/authorize/\?[^"]+)"', home):
-    link = html.unescape(link)
-    query = parse_qs(urlsplit(link).query)
-    answer = browser.get(link)
-    consent = answer.status_code == 200 and b"authorizationForm" in answer.content
-    if consent:
-        answer = browser.post(link, {**hidden_inputs(answer.content.decode()), "allow": "Authorize"})
-    delivery = {"client_id": query["client_id"][0], "response_mode": query["response_mode"][0],
-                "consent": consent, "status": answer.status_code}
+change_page = browser.get(change_url).content.decode()
+out["admin_inline"] = "JARM settings" in change_page and "RSA-OAEP-256" in change_page
+out["header_admin_link"] = 'href="/admin/"' in home
+
+def deliver(answer):
+    # What the browser does with the authorization endpoint's answer; returns (kind, result URL).
     if answer.status_code == 200:
         fields = hidden_inputs(answer.content.decode())
-        delivery.update(kind="form_post", params=sorted(fields))
-        callback = browser.post("/callback/", fields)
-        token = fields.get("response")
-    else:
-        location = answer["Location"]
-        parts = urlsplit(location)
-        params = parse_qs(parts.fragment or parts.query)
-        delivery.update(kind="fragment" if parts.fragment else "query", params=sorted(params))
-        callback = browser.get(location.split("#")[0])
-        token = params.get("response", [None])[0]
-    delivery["jwt"] = token
-    delivery["callback_status"] = callback.status_code
-    page = callback.content.decode()
-    delivery["callback_decoded"] = "&quot;aud&quot;: &quot;%s&quot;" % delivery["client_id"] in page
-    delivery["callback_curl"] = "--data-urlencode" in page and "code_verifier=" in page
-    delivery["callback_script"] = 'id="fragment"' in page and "location.hash" in page
-    if delivery["client_id"] == "demo-code-jwt":
-        # Redeem the code as the curl command would, with the verifier the home page showed.
-        claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
-        pending = browser.session["jarm_demo_pending"][claims["state"]]
-        tokens = browser.post("/o/token/", {
-            "grant_type": "authorization_code", "code": claims["code"], "client_id": "demo-code-jwt",
-            "client_secret": "demo-code-jwt-secret", "redirect_uri": pending["redirect_uri"],
-            "code_verifier": pending["verifier"],
-        })
-        delivery["token_status"] = tokens.status_code
-        delivery["token_fields"] = sorted(tokens.json())
-    out["deliveries"].append(delivery)
+        action = re.search(r'<form method="post" action="([^"]+)"', answer.content.decode()).group(1)
+        return "form_post", sorted(fields), browser.post(urlsplit(html.unescape(action)).path, fields)
+    location = answer["Location"]
+    parts = urlsplit(location)
+    if parts.fragment:
+        page = browser.get(parts.path)  # the callback page with the script
+        assert b"relying_party/fragment.js" in page.content and b'name="relayed_fragment"' in page.content
+        names = sorted(dict(p.split("=", 1) for p in parts.fragment.split("&")))
+        return "fragment", names, browser.post(parts.path, {"relayed_fragment": parts.fragment})
+    names = sorted(dict(p.split("=", 1) for p in parts.query.split("&")))
+    return "query", names, browser.get(f"{parts.path}?{parts.query}")
+
+def result_of(callback):
+    assert callback.status_code == 303, callback.status_code
+    page = browser.get(callback["Location"]).content.decode()
+    return {
+        "verdict": attributes(page, "data-verdict"),
+        "steps": attributes(page, "data-outcome"),
+        "token_status": attributes(page, "data-token-status"),
+        "error": attributes(page, "data-error"),
+        "id_token": attributes(page, "data-id-token-outcome"),
+        "full_secret_shown": "demo-dir-secret-derives" in page,
+        "url": callback["Location"],
+    }
+
+out["flows"] = []
+for start in re.findall(r'action="(/start/[^"]+)"', home):
+    for deny in ((False, True) if start == "/start/demo-code-jwt/jwt/" else (False,)):
+        authorize = browser.post(start)
+        assert authorize.status_code == 303, authorize.status_code
+        answer = browser.get(authorize["Location"])
+        consent = answer.status_code == 200 and b"authorizationForm" in answer.content
+        if consent:
+            fields = hidden_inputs(answer.content.decode())
+            if not deny:
+                fields["allow"] = "Authorize"
+            answer = browser.post(authorize["Location"], fields)
+        kind, names, callback = deliver(answer)
+        out["flows"].append({"start": start, "deny": deny, "consent": consent, "kind": kind, "params": names,
+                             **result_of(callback)})
+
+# The same response once more: the state is used up, so the relying party refuses it.
+replay_start = browser.post("/start/demo-code-jwt/jwt/")
+consent_fields = hidden_inputs(browser.get(replay_start["Location"]).content.decode())
+replay_answer = browser.post(replay_start["Location"], {**consent_fields, "allow": "Authorize"})
+first = browser.get(replay_answer["Location"])
+out["replay"] = [result_of(first), result_of(browser.get(replay_answer["Location"]))]
+out["server_calls"] = sorted(set(server_calls))
 print(json.dumps(out))
 """
 
+STEPS_PASS = ["skip", "pass", "pass", "pass", "pass", "pass"]
+EXPECTED_FLOWS = {
+    # (start URL, denied): (delivery, decrypt step, token endpoint status, error)
+    ("/start/demo-code-jwt/jwt/", False): ("query", "skip", "200", None),
+    ("/start/demo-code-jwt/jwt/", True): ("query", "skip", None, "access_denied"),
+    ("/start/demo-form-post-jwt/form-post-jwt/", False): ("form_post", "skip", "200", None),
+    ("/start/demo-fragment-jwt/fragment-jwt/", False): ("fragment", "skip", "200", None),
+    ("/start/demo-hybrid-encrypted/fragment-jwt/", False): ("fragment", "pass", "200", None),
+    ("/start/demo-dir-secret/query-jwt/", False): ("query", "pass", "200", None),
+    ("/start/demo-require-jarm/query-jwt/", False): ("query", "skip", "200", None),
+    ("/start/demo-require-jarm/query/", False): ("query", "skip", None, "invalid_request"),
+}
 
-def test_demo_pages_and_flows(demo_env: dict[str, str], first_run: Any) -> None:
-    out = json.loads(run(demo_env, "-c", BROWSE_SCRIPT).stdout)
 
-    assert out["anonymous_home"] == 200
-    assert set(out["admin"].values()) == {200}, out["admin"]
-    assert out["admin_inline"]
-    discovery = out["discovery"]
+@pytest.fixture(scope="module")
+def browsed(demo_env: dict[str, str], first_run: Any) -> dict[str, Any]:
+    return json.loads(run(demo_env, "-c", BROWSE_SCRIPT).stdout)
+
+
+def test_demo_pages(browsed: dict[str, Any]) -> None:
+    assert browsed["anonymous_home"] == 200
+    assert browsed["home_lists_jwks"]
+    assert browsed["header_admin_link"]
+    assert set(browsed["admin"].values()) == {200}, browsed["admin"]
+    assert browsed["admin_inline"]
+    discovery = browsed["discovery"]
     assert discovery["issuer"] == "http://127.0.0.1:8000/o"
     assert set(DEMO_ALGS) <= set(discovery["authorization_signing_alg_values_supported"])
-    assert "form_post.jwt" in discovery["response_modes_supported"]
-    published = {key["alg"] for key in out["jwks"]["keys"]}
-    assert {"RS256", *DEMO_ALGS} <= published
+    assert {"RSA-OAEP-256", "dir"} <= set(discovery["authorization_encryption_alg_values_supported"])
+    # The relying party found everything through discovery, over "HTTP".
+    assert browsed["server_calls"] == [
+        "GET /o/.well-known/jwks.json",
+        "GET /o/.well-known/openid-configuration",
+        "POST /o/token/",
+    ]
 
-    deliveries = {(d["client_id"], d["response_mode"]): d for d in out["deliveries"]}
-    assert {client_id for client_id, _ in deliveries} == DEMO_CLIENT_IDS
-    expected = {
-        ("demo-code-jwt", "jwt"): ("query", "PS256"),
-        ("demo-form-post-jwt", "form_post.jwt"): ("form_post", "ES256"),
-        ("demo-fragment-jwt", "fragment.jwt"): ("fragment", "EdDSA"),
-        ("demo-hybrid", "jwt"): ("fragment", "RS256"),
-        ("demo-require-jarm", "query.jwt"): ("query", "PS256"),
-        ("demo-require-jarm", "query"): ("query", "PS256"),
-    }
-    assert set(deliveries) == set(expected)
-    verified_by: dict[tuple[str, str], rp.VerifiedResponse] = {}
-    for (client_id, mode), (kind, alg) in expected.items():
-        delivery = deliveries[client_id, mode]
-        assert delivery["kind"] == kind, delivery
-        assert delivery["params"] == ["response"], delivery
-        assert delivery["callback_status"] == 200
-        verified = rp.verify_response(
-            delivery["jwt"], jwks=out["jwks"], issuer=discovery["issuer"], client_id=client_id
-        )
-        assert verified.header["alg"] == alg
-        verified_by[client_id, mode] = verified
-        if mode == "query":
-            # require_jarm: the plain mode is refused before consent, and the refusal is a JWT too.
-            assert not delivery["consent"]
-            assert verified.claims["error"] == "invalid_request"
-        else:
-            assert delivery["consent"]
-            assert "code" in verified.claims
-            assert "state" in verified.claims
-        if kind == "fragment":
-            assert delivery["callback_script"]
-        else:
-            assert delivery["callback_decoded"]
-            assert delivery["callback_curl"] == (mode != "query")
-    assert "id_token" in verified_by["demo-hybrid", "jwt"].claims
-    code_flow = deliveries["demo-code-jwt", "jwt"]
-    assert code_flow["token_status"] == 200
-    assert {"access_token", "id_token", "refresh_token"} <= set(code_flow["token_fields"])
+
+def test_every_demo_flow_is_verified_by_the_relying_party(browsed: dict[str, Any]) -> None:
+    flows = {(flow["start"], flow["deny"]): flow for flow in browsed["flows"]}
+    assert set(flows) == set(EXPECTED_FLOWS)
+    assert {start.split("/")[2] for start, _ in flows} == DEMO_CLIENT_IDS
+    for key, (kind, decrypt, token_status, error) in EXPECTED_FLOWS.items():
+        flow = flows[key]
+        assert flow["kind"] == kind, flow
+        # Nothing outside the JWT, whatever the mode.
+        assert flow["params"] == ["response"], flow
+        assert flow["verdict"] == ["pass"], flow
+        assert flow["steps"] == [decrypt, *STEPS_PASS[1:]], flow
+        assert flow["token_status"] == ([token_status] if token_status else []), flow
+        assert flow["error"] == ([error] if error else []), flow
+        assert not flow["full_secret_shown"]
+        # require_jarm refuses the plain mode before the consent page, as a JWT.
+        assert flow["consent"] == (key[0] != "/start/demo-require-jarm/query/"), flow
+    # ID tokens: in the hybrid response and from the token endpoint, with the session's nonce.
+    assert flows["/start/demo-hybrid-encrypted/fragment-jwt/", False]["id_token"] == ["pass", "pass"]
+    assert flows["/start/demo-code-jwt/jwt/", False]["id_token"] == ["pass"]
+
+
+def test_a_replayed_response_is_refused(browsed: dict[str, Any]) -> None:
+    first, replay = browsed["replay"]
+    assert first["verdict"] == ["pass"]
+    assert first["token_status"] == ["200"]
+    assert replay["verdict"] == ["fail"]
+    # Signed, fresh, for this client: only the used-up state gives the replay away.
+    assert replay["steps"] == ["skip", "pass", "pass", "pass", "pass", "fail"]
+    assert replay["token_status"] == []

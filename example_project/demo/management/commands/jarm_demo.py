@@ -1,8 +1,8 @@
 """``manage.py jarm_demo``: set up the demo authorization server and run it.
 
-Idempotent: migrates, creates the demo user, the JARM server keys and the demo clients when they
-are missing (and resets the demo clients to their demo configuration), then runs the
-development server unless ``--no-runserver`` is given.
+Idempotent: migrates, creates the demo user, the JARM server keys and the demo relying party's
+clients when they are missing (and resets the user and the clients to their demo configuration),
+then runs the development server unless ``--no-runserver`` is given.
 """
 
 from __future__ import annotations
@@ -20,11 +20,33 @@ from oauth2_provider.models import get_application_model
 
 from django_jarm.keys import generate_server_key
 from django_jarm.models import ClientSettings, ServerKey
-from example_project.demo.clients import DEMO_CLIENTS, SERVER_KEY_ALGS, DemoClient
+from example_project.relying_party import keys as relying_party_keys
+from example_project.relying_party.clients import DEMO_CLIENTS, SERVER_KEY_ALGS, DemoClient
 
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "demo"
 DEFAULT_ADDRPORT = "127.0.0.1:8000"
+
+
+def application_fields(client: DemoClient, owner: Any) -> dict[str, Any]:
+    """The DOT application of a demo client."""
+    application_model = get_application_model()
+    return {
+        "name": f"JARM demo: {client.name}",
+        "user": owner,
+        "client_type": application_model.CLIENT_CONFIDENTIAL,
+        "authorization_grant_type": client.grant_type,
+        "redirect_uris": " ".join(client.redirect_uris),
+        "post_logout_redirect_uris": "",
+        # The consent page shows on every request: the point of the demo is to see it.
+        "skip_authorization": False,
+        # A demo: the relying party shows (shortened) fixed secrets. Secret-derived encryption
+        # needs the server to read the secret; the others could keep DOT's hashed default.
+        "hash_client_secret": False,
+        "client_secret": client.client_secret,
+        # ID tokens signed with DOT's OIDC key.
+        "algorithm": application_model.RS256_ALGORITHM,
+    }
 
 
 def _sync(instance: Any, fields: dict[str, Any]) -> bool:
@@ -84,11 +106,18 @@ class Command(BaseCommand):
     def ensure_user(self) -> Any:
         user_model = get_user_model()
         user = user_model.objects.filter(**{user_model.USERNAME_FIELD: DEMO_USERNAME}).first()
-        if user is not None:
-            self.report(f"user {DEMO_USERNAME!r}", "exists")
+        if user is None:
+            user = user_model.objects.create_superuser(DEMO_USERNAME, "demo@example.com", DEMO_PASSWORD)
+            self.report(f"user {DEMO_USERNAME!r} (password {DEMO_PASSWORD!r}, staff and superuser)", "created")
             return user
-        user = user_model.objects.create_superuser(DEMO_USERNAME, "demo@example.com", DEMO_PASSWORD)
-        self.report(f"user {DEMO_USERNAME!r} (password {DEMO_PASSWORD!r}, superuser)", "created")
+        # Whatever happened to it since, the banner's "log in as demo / demo" must hold.
+        changed = _sync(user, {"is_active": True, "is_staff": True, "is_superuser": True})
+        if not user.check_password(DEMO_PASSWORD):
+            user.set_password(DEMO_PASSWORD)
+            changed = True
+        if changed:
+            user.save()
+        self.report(f"user {DEMO_USERNAME!r}", "updated" if changed else "unchanged")
         return user
 
     def ensure_server_key(self, alg: str) -> None:
@@ -106,7 +135,7 @@ class Command(BaseCommand):
         created = application is None
         if created:
             application = application_model(client_id=client.client_id)
-        changed = _sync(application, client.application_fields(owner))
+        changed = _sync(application, application_fields(client, owner))
         if created or changed:
             application.full_clean()
             application.save()
@@ -114,7 +143,8 @@ class Command(BaseCommand):
         if settings is None:
             settings = ClientSettings(application=application)
             changed = True
-        if _sync(settings, client.jarm_fields()) or settings.pk is None:
+        registration = client.registration(relying_party_jwks=relying_party_keys.public_jwks())
+        if _sync(settings, registration) or settings.pk is None:
             settings.full_clean()
             settings.save()
             changed = True
@@ -131,12 +161,12 @@ class Command(BaseCommand):
             "\n".join(
                 [
                     "",
-                    self.style.MIGRATE_HEADING("django_jarm demo authorization server"),
-                    f"  Open           {base}/   (demo clients with ready-made authorization links)",
-                    f"  Log in as      {DEMO_USERNAME} / {DEMO_PASSWORD}   (the admin too: {base}/admin/)",
-                    f"  Discovery      {base}/o/.well-known/openid-configuration",
-                    f"  JWK Set        {base}/o/.well-known/jwks.json",
-                    f"  Callback page  {base}/callback/",
+                    self.style.MIGRATE_HEADING("django_jarm demo: an authorization server and a relying party"),
+                    f"  Open        {base}/   (the relying party: one button per flow)",
+                    f"  Log in as   {DEMO_USERNAME} / {DEMO_PASSWORD}   (when the server asks; the admin too)",
+                    f"  Admin       {base}/admin/   (clients with their JARM settings, server keys)",
+                    f"  Discovery   {base}/o/.well-known/openid-configuration",
+                    f"  JWK Set     {base}/o/.well-known/jwks.json",
                     "  Demo only: DEBUG is on and the secrets are fixed. Stop it with CONTROL-C.",
                     "",
                 ]
