@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Django's command-line utility for the django_jarm example project.
 
-pip install -e . && python manage.py jarm_demo
+pip install -e ".[demo]" && python manage.py jarm_demo
 """
 
 import os
