@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime
 import json
-from typing import Any
+from typing import Any, cast
 
 import django
 import oauth2_provider.admin  # noqa: F401  (DOT registers its Application admin first)
@@ -39,6 +39,9 @@ from .keys import (
 )
 from .models import ClientSettings, ServerKey
 
+#: Django 5.0+ asks URL form fields which scheme to assume; ours are https.
+_ASSUME_HTTPS: dict[str, Any] = {"assume_scheme": "https"} if django.VERSION >= (5, 0) else {}
+
 
 class ClientSettingsForm(forms.ModelForm):
     """Choices come from what the server supports right now, not from every name we know."""
@@ -48,7 +51,7 @@ class ClientSettingsForm(forms.ModelForm):
         required=False,
         max_length=2000,
         help_text=ClientSettings._meta.get_field("jwks_uri").help_text,
-        **({"assume_scheme": "https"} if django.VERSION >= (5, 0) else {}),
+        **_ASSUME_HTTPS,
     )
 
     response_modes = forms.MultipleChoiceField(
@@ -74,19 +77,21 @@ class ClientSettingsForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         default = jarm_settings.default_signing_alg
-        self.fields["authorization_signed_response_alg"].choices = [
+        cast(forms.ChoiceField, self.fields["authorization_signed_response_alg"]).choices = [
             ("", _("server default (%(alg)s)") % {"alg": default}),
             *[(alg, alg) for alg in jarm_settings.signing_algs],
         ]
-        self.fields["authorization_encrypted_response_alg"].choices = [
+        cast(forms.ChoiceField, self.fields["authorization_encrypted_response_alg"]).choices = [
             ("", _("no encryption")),
             *[(alg, alg) for alg in jarm_settings.encryption_algs],
         ]
-        self.fields["authorization_encrypted_response_enc"].choices = [
+        cast(forms.ChoiceField, self.fields["authorization_encrypted_response_enc"]).choices = [
             ("", _("default (A128CBC-HS256)")),
             *[(enc, enc) for enc in jarm_settings.encryption_encs],
         ]
-        self.fields["response_modes"].choices = [(mode, mode) for mode in jarm_settings.response_modes]
+        cast(forms.ChoiceField, self.fields["response_modes"]).choices = [
+            (mode, mode) for mode in jarm_settings.response_modes
+        ]
 
 
 class ClientSettingsInline(admin.StackedInline):
@@ -151,7 +156,8 @@ class JARMApplicationAdminMixin:
         application = self.get_object(request, object_id)  # type: ignore[attr-defined]
         if application is not None:
             extra_context["jarm_preview"] = build_preview(request, application)
-        return super().change_view(request, object_id, form_url, extra_context)  # type: ignore[misc,no-any-return]
+        response: HttpResponse = super().change_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
+        return response
 
 
 def add_inline_to_application_admin(site: admin.AdminSite = admin.site) -> None:
@@ -244,7 +250,7 @@ class ServerKeyAdmin(admin.ModelAdmin):
                     messages.SUCCESS,
                 )
 
-    def _run(self, request: HttpRequest, operation: Any, kid: str, success: str) -> None:
+    def _run(self, request: HttpRequest, operation: Any, kid: str, success: Any) -> None:
         try:
             operation(kid)
         except ConfigurationError as exc:

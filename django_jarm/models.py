@@ -118,9 +118,9 @@ class ClientSettings(models.Model):
         return bool(self.authorization_encrypted_response_alg)
 
     def clean(self) -> None:
-        errors: dict[str, list[str]] = {}
+        errors: dict[str, list[Any]] = {}
 
-        def add(field: str, message: str) -> None:
+        def add(field: str, message: Any) -> None:
             errors.setdefault(field, []).append(message)
 
         alg = self.authorization_signed_response_alg

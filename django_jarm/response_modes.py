@@ -20,7 +20,7 @@ from .conf import jarm_settings
 from .exceptions import ProtocolError, ResponseModeNotAllowed, UnsupportedResponseMode
 
 try:  # DOT master moved its helpers to oauth2_provider.core.
-    from oauth2_provider.core.http import OAuth2ResponseRedirect  # type: ignore[import-not-found]
+    from oauth2_provider.core.http import OAuth2ResponseRedirect
 except ImportError:  # pragma: no branch
     from oauth2_provider.http import OAuth2ResponseRedirect
 

@@ -34,7 +34,7 @@ from .response_modes import RESPONSE_MODES, ClientPolicy, ModeDecision, Params, 
 from .signals import response_issued
 
 try:  # DOT master moved its helpers to oauth2_provider.core.
-    from oauth2_provider.core.exceptions import FatalClientError, OAuthToolkitError  # type: ignore[import-not-found]
+    from oauth2_provider.core.exceptions import FatalClientError, OAuthToolkitError
 except ImportError:  # pragma: no branch
     from oauth2_provider.exceptions import FatalClientError, OAuthToolkitError
 
@@ -64,7 +64,8 @@ def get_issuer(request: HttpRequest) -> str:
 
 def client_settings_of(application: Any) -> ClientSettings | None:
     try:
-        return application.jarm  # type: ignore[no-any-return]
+        settings: ClientSettings = application.jarm
+        return settings
     except ClientSettings.DoesNotExist:
         return None
 
@@ -206,7 +207,8 @@ class JARMAuthorizationMixin:
                     error = fatal
                 else:
                     error = self._refusal() or error
-        return super().error_response(error, application, **kwargs)  # type: ignore[misc,no-any-return]
+        response: HttpResponse = super().error_response(error, application, **kwargs)  # type: ignore[misc]
+        return response
 
     def redirect(self, redirect_to: str, application: Any) -> HttpResponse:
         context = self.jarm_context
@@ -214,7 +216,8 @@ class JARMAuthorizationMixin:
             if any(mode == "jwt" or mode.endswith(".jwt") for mode in self.get_requested_response_modes()):
                 # Never a response in the clear to a request that asked for a JWT.
                 return HttpResponse("The authorization response cannot be delivered.", status=400)
-            return super().redirect(redirect_to, application)  # type: ignore[misc,no-any-return]
+            plain: HttpResponse = super().redirect(redirect_to, application)  # type: ignore[misc]
+            return plain
         if redirect_to == PENDING_RESPONSE:
             redirect_to, context.pending_url = context.pending_url, ""
         mode = context.decision.mode
@@ -277,8 +280,8 @@ class JARMAuthorizationMixin:
         return params
 
     def _bind(self, credentials: dict[str, Any], *, verify_redirect_uri: bool = False) -> None:
-        client_id = credentials.get("client_id")
-        redirect_uri = credentials.get("redirect_uri")
+        client_id = str(credentials.get("client_id") or "")
+        redirect_uri = str(credentials.get("redirect_uri") or "")
         response_type = credentials.get("response_type") or ""
         state = credentials.get("state") or None
         current = self.jarm_context
