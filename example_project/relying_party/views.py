@@ -168,6 +168,10 @@ def start(request: HttpRequest, client_id: str, slug: str) -> HttpResponse:
 @csrf_exempt  # form_post.jwt arrives as a POST from the server's page, without a CSRF token.
 @require_http_methods(["GET", "POST"])
 def callback(request: HttpRequest, client_id: str) -> HttpResponse:
+    # The state check needs this browser's session. Here the server is on the same site, so the
+    # session cookie (SameSite=Lax) comes along with the form_post POST; a relying party on
+    # another site than its authorization server needs SESSION_COOKIE_SAMESITE = "None" (and
+    # SESSION_COOKIE_SECURE) for that cross-site POST, or another way to find the session.
     client, _ = client_and_flow(client_id)
     if request.method == "POST" and "relayed_fragment" in request.POST:
         delivery = "fragment"
