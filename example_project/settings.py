@@ -2,7 +2,11 @@
 
 Environment variables (all optional):
 
-* ``DJANGO_JARM_DEMO_DB``: path of the SQLite database (default ``example_project/db.sqlite3``).
+* ``DATABASE_URL``: ``postgres://user:password@host:port/name`` (``?conn_max_age=60`` for persistent
+  connections) or ``sqlite:///path``. Default: SQLite at ``DJANGO_JARM_DEMO_DB`` (default
+  ``example_project/db.sqlite3``).
+* ``REDIS_URL``: ``redis://host:port/db`` for Django's cache (shared by every process: key changes
+  reach them all at once). Default: a per-process memory cache.
 * ``DJANGO_JARM_DEMO_KEY_FILE``: path of DOT's OIDC RSA private key (default
   ``example_project/oidc.key``). The key is generated on first use and never committed.
 * ``DJANGO_JARM_DEMO_RP_KEY_FILE``: path of the demo relying party's RSA private key, which
@@ -19,6 +23,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from example_project.service_urls import cache_from_url, database_from_url
 
 BASE_DIR = Path(__file__).resolve().parent
 
@@ -95,11 +101,12 @@ TEMPLATES = [
 ]
 
 DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": os.environ.get("DJANGO_JARM_DEMO_DB") or BASE_DIR / "db.sqlite3",
-    }
+    "default": database_from_url(
+        os.environ.get("DATABASE_URL")
+        or f"sqlite:///{os.environ.get('DJANGO_JARM_DEMO_DB') or BASE_DIR / 'db.sqlite3'}"
+    )
 }
+CACHES = {"default": cache_from_url(os.environ.get("REDIS_URL") or "locmem://")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True

@@ -9,7 +9,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.service_urls import cache_from_url, database_from_url
+from example_project.service_urls import cache_from_url, database_from_url
 
 
 def _rsa_pem() -> str:

@@ -1,4 +1,4 @@
-"""``DATABASES``/``CACHES`` entries from URLs, for the test and example settings."""
+"""``DATABASES``/``CACHES`` entries from ``DATABASE_URL``/``REDIS_URL``-style URLs (example and test settings)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def database_from_url(url: str) -> dict[str, Any]:
 def cache_from_url(url: str) -> dict[str, Any]:
     """``locmem://`` or ``redis://host:port/db``."""
     if url.startswith("redis://"):
-        return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url, "KEY_PREFIX": "jarm-tests"}
+        return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url, "KEY_PREFIX": "jarm"}
     if url.startswith("locmem://"):
         return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     raise ValueError(f"Unsupported cache URL {url!r}")
