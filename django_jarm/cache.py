@@ -64,3 +64,45 @@ def incr(key: str) -> None:
             cache.set(key, 1, None)
     except Exception as exc:
         _failed("incr", exc)
+
+
+# Generation counters ----------------------------------------------------------------------
+#
+# Each process caches things read from the database (server keys, client settings) and
+# re-reads them when a counter in the shared cache has moved. Reading the counters costs a
+# cache round trip, so one read serves the process for GENERATION_POLL_SECONDS: a change
+# made in another process is seen within that time (at once in the process that made it).
+
+GENERATION_POLL_SECONDS = 1.0
+GENERATION_KEYS = ("django_jarm:server-keys:generation", "django_jarm:client-settings:generation")
+_generations: tuple[float, dict[str, Any]] | None = None
+
+
+def generations() -> dict[str, Any]:
+    """The current value of every generation counter (missing counters are 0)."""
+    global _generations
+    now = time.monotonic()
+    memo = _generations
+    if memo is not None and now - memo[0] < GENERATION_POLL_SECONDS:
+        return memo[1]
+    try:
+        values = cache.get_many(GENERATION_KEYS)
+    except Exception as exc:
+        _failed("get_many", exc)
+        values = {}
+    current = {key: values.get(key, 0) for key in GENERATION_KEYS}
+    _generations = (now, current)
+    return current
+
+
+def bump(key: str) -> None:
+    """Move counter ``key`` on: every process re-reads what it guards."""
+    global _generations
+    incr(key)
+    _generations = None
+
+
+def forget_generations() -> None:
+    """Read the counters again on next use (tests; a process that changed something)."""
+    global _generations
+    _generations = None

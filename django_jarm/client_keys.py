@@ -4,6 +4,7 @@ derived from the client secret (OpenID Connect Core 10.2).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import json
@@ -121,9 +122,15 @@ def select_key(jwks: dict[str, Any], alg: str) -> dict[str, Any]:
 
 def _import_public(key: dict[str, Any]) -> jwk.JWK:
     try:
-        return jwk.JWK(**key)
+        return _parsed_public_key(json.dumps(key, sort_keys=True))
     except Exception as exc:  # jwcrypto raises several types for malformed keys
         raise ConfigurationError(f"The client's key {key.get('kid', '')!r} cannot be read.") from exc
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_public_key(serialized: str) -> jwk.JWK:
+    """Parsed once per process: keyed by the key's content, so it never needs invalidating."""
+    return jwk.JWK.from_json(serialized)
 
 
 def get_encryption_key(application: Any, settings: ClientSettings) -> EncryptionKey:

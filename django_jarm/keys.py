@@ -39,7 +39,7 @@ except ImportError:  # pragma: no branch
 
 logger = logging.getLogger(__name__)
 
-GENERATION_CACHE_KEY = "django_jarm:server-keys:generation"
+GENERATION_CACHE_KEY = shared_cache.GENERATION_KEYS[0]
 _PARSED_KEYS_MAX = 256
 
 #: Key type and parameters generated for each JWS algorithm.
@@ -334,12 +334,12 @@ def algs_due_for_rotation(older_than: datetime.timedelta) -> list[str]:
 
 def bump_generation() -> None:
     """Tell every process that the server keys changed."""
-    shared_cache.incr(GENERATION_CACHE_KEY)
+    shared_cache.bump(GENERATION_CACHE_KEY)
     _store_snapshot(None)
 
 
 def _current_generation() -> Any:
-    return shared_cache.get(GENERATION_CACHE_KEY, 0)
+    return shared_cache.generations()[GENERATION_CACHE_KEY]
 
 
 @dataclass(frozen=True, eq=False)  # compared and hashed by identity: a new snapshot is a new state
@@ -388,6 +388,7 @@ def clear_caches() -> None:
     with _lock:
         _parsed.clear()
     _store_snapshot(None)
+    shared_cache.forget_generations()
 
 
 def _parsed_key(kid: str, encrypted: str) -> jwk.JWK:

@@ -25,6 +25,7 @@ from oauthlib.oauth2.rfc6749.errors import CustomOAuth2Error, MismatchingRedirec
 
 from . import tokens
 from .client_keys import EncryptionKey, get_encryption_key
+from .clients import client_settings_for
 from .conf import jarm_settings, settings_epoch
 from .exceptions import ConfigurationError, JARMError, ProtocolError, ResponseNotBuildable
 from .forms import JARMAllowForm
@@ -53,13 +54,26 @@ PENDING_RESPONSE = "urn:django-jarm:pending-response"
 SERVER_ERROR_DESCRIPTION = "The authorization server cannot produce a signed response for this client."
 
 
+_issuers: dict[tuple[Any, ...], str] = {}
+
+
 def get_issuer(request: HttpRequest) -> str:
     """The issuer identifier: ``JARM["ISSUER"]``, else DOT's (OIDC issuer when OIDC is on)."""
     if jarm_settings.ISSUER:
         return str(jarm_settings.ISSUER)
-    if oauth2_settings.OIDC_ENABLED:
-        return str(oauth2_settings.oidc_issuer(request))
-    return str(oauth2_settings.oauth2_authorization_server_issuer(request))
+    # DOT derives it from the request's scheme and host and a reverse(): the same answer for
+    # the same (scheme, host, URLconf, settings), so it is computed once per combination.
+    memo_key = (request.scheme, request.get_host(), getattr(request, "urlconf", None), settings_epoch())
+    issuer = _issuers.get(memo_key)
+    if issuer is None:
+        if oauth2_settings.OIDC_ENABLED:
+            issuer = str(oauth2_settings.oidc_issuer(request))
+        else:
+            issuer = str(oauth2_settings.oauth2_authorization_server_issuer(request))
+        if len(_issuers) >= 64:
+            _issuers.clear()
+        _issuers[memo_key] = issuer
+    return issuer
 
 
 def client_settings_of(application: Any) -> ClientSettings | None:
@@ -297,13 +311,13 @@ class JARMAuthorizationMixin:
             state,
         ):
             return
-        application = get_application_model().objects.select_related("jarm").filter(client_id=client_id).first()
+        application = self._application(credentials, client_id)
         if application is None or not redirect_uri:
             raise FatalClientError(MismatchingRedirectURIError(description="Unknown client or redirect URI."))
         if verify_redirect_uri and not application.redirect_uri_allowed(redirect_uri):
             # DOT does not re-check the consent form's hidden redirect_uri when the user denies.
             raise FatalClientError(MismatchingRedirectURIError())
-        settings = client_settings_of(application)
+        settings = client_settings_for(application)
         decision = resolve_response_mode(
             self.get_requested_response_modes(),
             response_type,
@@ -339,6 +353,15 @@ class JARMAuthorizationMixin:
             signing_key=signing_key,
             encryption_key=encryption_key,
         )
+
+    @staticmethod
+    def _application(credentials: dict[str, Any], client_id: str) -> Any:
+        """The client, as oauthlib already loaded it on the GET path, else from the database."""
+        application_model = get_application_model()
+        loaded = getattr(credentials.get("request"), "client", None)
+        if isinstance(loaded, application_model) and loaded.client_id == client_id:
+            return loaded
+        return application_model.objects.filter(client_id=client_id).first()
 
     def _refusal(self) -> OAuthToolkitError | None:
         context = self.jarm_context

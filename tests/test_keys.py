@@ -22,6 +22,7 @@ from django.test import override_settings
 from joserfc import jwe
 from joserfc.jwk import ECKey, KeySet, OctKey, OKPKey, RSAKey
 
+from django_jarm import cache as shared_cache
 from django_jarm import keys
 from django_jarm.exceptions import ConfigurationError, KeyDecryptionError
 from django_jarm.keys import (
@@ -630,7 +631,7 @@ def test_rotation_is_seen_by_the_next_call(make_app, count_decryptions, django_c
 
 
 @pytest.mark.django_db
-def test_a_generation_bumped_by_another_process_forces_a_reload(make_app):
+def test_a_generation_bumped_by_another_process_forces_a_reload(make_app, monkeypatch):
     app = make_app()
     old = generate_server_key("ES256")
     assert get_signing_key("ES256", app).kid == old.kid
@@ -640,6 +641,9 @@ def test_a_generation_bumped_by_another_process_forces_a_reload(make_app):
     replacement = generate_server_key("ES256")  # on_commit never runs here: no local bump
     assert get_signing_key("ES256", app).kid == old.kid  # still the cached view
     cache.set(GENERATION_CACHE_KEY, cache.get(GENERATION_CACHE_KEY, 0) + 1)
+    # This process reads the shared counter at most once per GENERATION_POLL_SECONDS.
+    assert get_signing_key("ES256", app).kid == old.kid
+    monkeypatch.setattr(shared_cache, "GENERATION_POLL_SECONDS", 0.0)
 
     assert get_signing_key("ES256", app).kid == replacement.kid
     assert old.kid not in {key["kid"] for key in published_jwks()["keys"]}

@@ -66,6 +66,16 @@ def session_for(base_url: str) -> requests.Session:
     return session
 
 
+def published_within(url: str, kid: str, *, seconds: float) -> set[str]:
+    """The kids a server publishes, polled until ``kid`` is among them or ``seconds`` have passed."""
+    deadline = time.monotonic() + seconds
+    while True:
+        kids = {key["kid"] for key in requests.get(f"{url}/o/.well-known/jwks.json", timeout=10).json()["keys"]}
+        if kid in kids or time.monotonic() > deadline:
+            return kids
+        time.sleep(0.1)
+
+
 def run_round(session: requests.Session, servers: list[str], verifier: cluster.Verifier, client_id: str, n: int):
     return [cluster.authorize(session, servers[i % len(servers)], client_id, verifier) for i in range(n)]
 
@@ -88,12 +98,9 @@ def test_rotation_through_one_server_is_served_by_all(setup):
                 active = ServerKey.objects.get(alg="PS256", status="active")
                 cluster.admin_action(session, servers.urls[phase], "rotate_algorithms", [active.pk])
                 new_active = ServerKey.objects.get(alg="PS256", status="active").kid
-                # Documented: with a shared cache every process sees the change at its next request.
+                # Documented: with a shared cache every process sees the change within a second.
                 for url in servers.urls:
-                    kids = {
-                        key["kid"] for key in requests.get(f"{url}/o/.well-known/jwks.json", timeout=10).json()["keys"]
-                    }
-                    assert new_active in kids, url
+                    assert new_active in published_within(url, new_active, seconds=1.5), url
         failures = [outcome for outcome in outcomes if not outcome.ok]
         assert failures == [], servers.logs()[-3000:]
         assert verifier.refreshes == 1  # the first rotation's key was new; the second was published as "next"
