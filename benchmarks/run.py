@@ -47,7 +47,7 @@ from jwcrypto import jwe, jwk, jws  # noqa: E402
 from jwcrypto.common import json_encode  # noqa: E402
 from oauth2_provider.models import get_application_model, get_grant_model  # noqa: E402
 
-from django_jarm import client_keys, keys, tokens  # noqa: E402
+from django_jarm import client_keys, clients, keys, tokens  # noqa: E402
 from django_jarm.models import ClientSettings, ServerKey  # noqa: E402
 
 Application = get_application_model()
@@ -601,6 +601,8 @@ def figure_4(world: World, mode: Mode) -> list[Figure]:
             ServerKey.objects.filter(kid__in=extra[: count - 1]).update(status=ServerKey.Status.RETIRING)
             Grant.objects.all().delete()
             keys.bump_generation()
+            # The two databases reuse application ids: drop client settings cached from the other.
+            clients.forget()
 
         return enter
 
@@ -608,6 +610,7 @@ def figure_4(world: World, mode: Mode) -> list[Figure]:
         connections["default"] = many.connection
         Grant.objects.all().delete()
         keys.bump_generation()
+        clients.forget()
 
     one_client = get(world.browser, url)
     many_get = many.browser.get
