@@ -143,10 +143,10 @@ def test_command_lifecycle(capsys):
     call_command("jarm_keys", "generate", "--alg", "EdDSA")
     call_command("jarm_keys", "generate", "--alg", "EdDSA")
     upcoming = ServerKey.objects.get(status="next")
-    call_command("jarm_keys", "activate", upcoming.kid)
+    call_command("jarm_keys", "activate", f"--kid={upcoming.kid}")
     assert status_of(upcoming.kid) == "active"
     retiring = ServerKey.objects.get(status="retiring")
-    call_command("jarm_keys", "retire", retiring.kid)
+    call_command("jarm_keys", "retire", f"--kid={retiring.kid}")
     assert status_of(retiring.kid) == "retired"
     call_command("jarm_keys", "rotate", "--alg", "EdDSA")
     out = capsys.readouterr().out
@@ -154,7 +154,19 @@ def test_command_lifecycle(capsys):
     with pytest.raises(CommandError, match="--alg"):
         call_command("jarm_keys", "rotate")
     with pytest.raises(CommandError, match="activate another EdDSA key first"):
-        call_command("jarm_keys", "retire", ServerKey.objects.get(status="active").kid)
+        call_command("jarm_keys", "retire", f"--kid={ServerKey.objects.get(status='active').kid}")
+    with pytest.raises(CommandError, match="Give the key id"):
+        call_command("jarm_keys", "activate")
+
+
+@pytest.mark.django_db
+def test_kids_starting_with_a_dash(capsys):
+    key = ServerKey.objects.create(
+        kid="-starts-with-a-dash", alg="ES256", kty="EC", crv="P-256", status="next", public_jwk={}
+    )
+    call_command("jarm_keys", "retire", "--kid=-starts-with-a-dash")
+    assert status_of(key.kid) == "retired"
+    assert "is retired" in capsys.readouterr().out
 
 
 @pytest.mark.django_db

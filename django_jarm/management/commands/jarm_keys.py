@@ -58,9 +58,11 @@ class Command(BaseCommand):
         imported.add_argument("pem", type=Path)
         imported.add_argument("--alg", required=True, choices=list(KEY_PARAMS))
         activate = commands.add_parser("activate", help="Make a key the signing key of its algorithm.")
-        activate.add_argument("kid")
         retire = commands.add_parser("retire", help="Remove a key from the JWKS.")
-        retire.add_argument("kid")
+        for subcommand in (activate, retire):
+            # A kid is base64url and may start with "-": then write --kid=-abc… (or -- -abc…).
+            subcommand.add_argument("kid", nargs="?")
+            subcommand.add_argument("--kid", dest="kid_option", metavar="KID", help="the kid, e.g. --kid=-abc")
         rotate = commands.add_parser("rotate", help="Rotate: next -> active -> retiring -> retired.")
         rotate.add_argument("--alg", action="append", choices=list(KEY_PARAMS), default=[])
         rotate.add_argument(
@@ -103,12 +105,19 @@ class Command(BaseCommand):
         self.stdout.write(f"Imported {key.alg} key {key.kid} ({key.status}).")
 
     def handle_activate(self, **options: Any) -> None:
-        key = activate_server_key(options["kid"])
+        key = activate_server_key(self._kid(options))
         self.stdout.write(f"{key.alg} key {key.kid} is active.")
 
     def handle_retire(self, **options: Any) -> None:
-        key = retire_server_key(options["kid"])
+        key = retire_server_key(self._kid(options))
         self.stdout.write(f"{key.alg} key {key.kid} is retired.")
+
+    @staticmethod
+    def _kid(options: dict[str, Any]) -> str:
+        kid = options["kid_option"] or options["kid"]
+        if not kid:
+            raise CommandError("Give the key id: KID, or --kid=KID when it starts with '-'.")
+        return str(kid)
 
     def handle_rotate(self, **options: Any) -> None:
         algs: list[str] = options["alg"]
