@@ -67,7 +67,10 @@ class EncryptionKey:
 
 def secret_key_octets(alg: str, enc: str) -> int:
     """How many octets of key a secret-derived key for ``alg``/``enc`` needs."""
-    return ENC_KEY_OCTETS[enc] if alg == "dir" else KEY_WRAP_OCTETS[alg]
+    octets = ENC_KEY_OCTETS.get(enc) if alg == "dir" else KEY_WRAP_OCTETS.get(alg)
+    if octets is None:
+        raise ConfigurationError(f"No secret-derived key for {alg}/{enc}.")
+    return octets
 
 
 def derive_secret_key(secret: str, alg: str, enc: str) -> bytes:
@@ -84,6 +87,8 @@ def derive_secret_key(secret: str, alg: str, enc: str) -> bytes:
 
 def key_fits(key: dict[str, Any], alg: str) -> bool:
     """Whether the public JWK ``key`` can receive a JWE with key management ``alg``."""
+    if jwks_problem({"keys": [key]}):
+        return False  # malformed members: never a candidate
     if key.get("use") not in (None, "enc"):
         return False
     if key.get("alg") not in (None, alg):

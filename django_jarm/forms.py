@@ -15,6 +15,10 @@ class JARMAllowForm(AllowForm):
     """
 
     response_mode = forms.CharField(required=False, widget=forms.HiddenInput())
+    # RFC 6749 4.1.2: state goes back exactly as received (DOT's fields strip whitespace);
+    # OpenID Connect Core 3.1.2.1: so does the nonce, into the ID token.
+    state = forms.CharField(required=False, strip=False, widget=forms.HiddenInput())
+    nonce = forms.CharField(required=False, strip=False, widget=forms.HiddenInput())
 
     def clean_client_id(self) -> str:
         client_id: str = self.cleaned_data["client_id"]

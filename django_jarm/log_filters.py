@@ -57,4 +57,12 @@ class RedactSecretsFilter(logging.Filter):
         redacted = redact(message)
         if redacted != message:
             record.msg, record.args = redacted, None
+        if record.exc_info and not record.exc_text:
+            # Tracebacks can hold secrets too (Django's template debug records dump the context).
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            # Formatters print exc_text as it is; without exc_info nothing renders the original.
+            record.exc_text, record.exc_info = redact(record.exc_text), None
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True

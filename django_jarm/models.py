@@ -179,8 +179,8 @@ class ClientSettings(models.Model):
         from .client_keys import select_key
 
         alg = self.authorization_encrypted_response_alg
-        if not alg or alg not in ALL_ENCRYPTION_ALGS:
-            return
+        if not alg or alg not in ALL_ENCRYPTION_ALGS or self.encryption_enc not in ALL_ENCRYPTION_ENCS:
+            return  # the field's own validation reports an unknown name
         if alg in SYMMETRIC_ENCRYPTION_ALGS:
             if self.application_id is not None:
                 problem = symmetric_encryption_secret_problem(self.application, alg, self.encryption_enc)
@@ -207,9 +207,13 @@ def symmetric_encryption_secret_problem(application: Any, alg: str, enc: str) ->
     """Why ``application``'s secret cannot derive an ``alg``/``enc`` key, or ``""``."""
     from .client_keys import secret_key_octets
 
+    try:
+        needed = secret_key_octets(alg, enc)
+    except ConfigurationError as exc:
+        return str(exc)
     # OpenID Connect Core 10.2 and 16.19: the key is derived from the secret, which must hold
     # at least as many octets as the key.
-    return _secret_problem(application, alg, secret_key_octets(alg, enc))
+    return _secret_problem(application, alg, needed)
 
 
 def _secret_problem(application: Any, alg: str, needed: int) -> str:
@@ -255,6 +259,15 @@ def jwks_problem(value: Any) -> str:
             return str(_('Every key needs a "kty".'))
         if PRIVATE_JWK_MEMBERS & key.keys():
             return str(_("The JWK Set holds private or symmetric key material; publish public keys only."))
+        # RFC 7517 4: these members are strings (key_ops a list of strings) when present.
+        for member in ("kid", "use", "alg", "crv", "n", "e", "x", "y"):
+            if member in key and not isinstance(key[member], str):
+                return str(_('The "%(member)s" member of a key must be a string.') % {"member": member})
+        operations = key.get("key_ops")
+        if operations is not None and not (
+            isinstance(operations, list) and all(isinstance(operation, str) for operation in operations)
+        ):
+            return str(_('"key_ops" must be a list of strings.'))
     return ""
 
 

@@ -7,6 +7,7 @@ applies the protocol rules: ``jwt`` resolution, unknown or repeated values, and 
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -129,10 +130,20 @@ def form_action_source(redirect_uri: str) -> str:
     that follow the submission, and clients commonly redirect within their own origin.
     """
     parts = urlsplit(redirect_uri)
+    scheme = parts.scheme.lower()
+    if not _CSP_SCHEME.fullmatch(scheme):
+        return "'none'"
     if not parts.netloc:
-        return f"{parts.scheme}:"
+        return f"{scheme}:"
     host = parts.netloc.rsplit("@", 1)[-1]
-    return f"{parts.scheme}://{host}"
+    # CSP3 host-source grammar: nothing else (';' or ',' would start another directive).
+    if not _CSP_HOST.fullmatch(host):
+        return f"{scheme}:"
+    return f"{scheme}://{host}"
+
+
+_CSP_SCHEME = re.compile(r"[a-z][a-z0-9+.\-]*")
+_CSP_HOST = re.compile(r"(?:[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 
 
 class QueryJWTResponseMode(QueryResponseMode):

@@ -206,21 +206,25 @@ class JARMAuthorizationMixin:
     def error_response(self, error: Any, application: Any, **kwargs: Any) -> HttpResponse:
         if self.jarm_context is None and not isinstance(error, FatalClientError):
             oauthlib_error = error.oauthlib_error
-            if oauthlib_error.client_id and oauthlib_error.redirect_uri:
-                # A GET validation error: oauthlib verified client and redirect URI before raising it.
-                try:
-                    self._bind(
-                        {
-                            "client_id": oauthlib_error.client_id,
-                            "redirect_uri": oauthlib_error.redirect_uri,
-                            "response_type": oauthlib_error.response_type,
-                            "state": oauthlib_error.state,
-                        }
-                    )
-                except FatalClientError as fatal:
-                    error = fatal
-                else:
-                    error = self._refusal() or error
+            # oauthlib's own errors carry the client it verified (with the redirect URI) before
+            # raising them. Errors DOT builds itself (invalid_target on the consent POST) carry
+            # neither: the client comes from the request and its redirect URI is checked here.
+            verified = bool(oauthlib_error.client_id)
+            submitted = self.request.POST if self.request.method == "POST" else self.request.GET
+            try:
+                self._bind(
+                    {
+                        "client_id": oauthlib_error.client_id or submitted.get("client_id"),
+                        "redirect_uri": oauthlib_error.redirect_uri,
+                        "response_type": oauthlib_error.response_type or submitted.get("response_type"),
+                        "state": oauthlib_error.state,
+                    },
+                    verify_redirect_uri=not verified,
+                )
+            except FatalClientError as fatal:
+                error = fatal
+            else:
+                error = self._refusal() or error
         response: HttpResponse = super().error_response(error, application, **kwargs)  # type: ignore[misc]
         return response
 

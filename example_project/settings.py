@@ -166,3 +166,14 @@ RELYING_PARTY = {
     # Timeout of its HTTP requests to the authorization server (discovery, JWK Set, token).
     "HTTP_TIMEOUT": 10,
 }
+
+# Codes, tokens and state never reach the console: oauthlib and Django's template engine log them
+# at DEBUG, and the filter redacts whatever a handler receives.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "django_jarm.log_filters.RedactSecretsFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact"]}},
+    "root": {"handlers": ["console"], "level": "INFO"},
+    "loggers": {"oauthlib": {"level": "INFO"}, "django.template": {"level": "INFO"}},
+}

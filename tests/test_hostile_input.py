@@ -18,7 +18,7 @@ Every answer of the authorization endpoint, whatever the request, must keep thes
 
 Then fixed cases: markup in ``state`` and in registered redirect URIs on the form_post page, and
 algorithm confusion (HS* for a public client, ``none`` anywhere, client and server keys of the
-wrong type, a missing server key). Bugs found are pinned by strict xfail tests named in their reason;
+wrong type, a missing server key).
 the generated tests step around exactly those inputs, so that they keep testing everything else.
 """
 
@@ -474,7 +474,7 @@ def check_answer(response: Any, sent: Sent, registered: Registered) -> None:
         states = sent.all("state")
         if "state" in claims and len(states) == 1:
             # DOT's consent form strips whitespace: test_consent_keeps_state_and_nonce_byte_for_byte.
-            assert claims["state"] == (states[0].strip() if sent.method == "POST" else states[0])
+            assert claims["state"] == states[0]
         return
     _event(f"plain: {dict(params).get('error', 'success')}{' (JWT asked)' if sent.asked_for_jwt else ''}")
     if sent.asked_for_jwt:
@@ -622,8 +622,7 @@ def test_hostile_requests_with_one_known_mode(registered, user):
 # The consent POST -------------------------------------------------------------------------------
 
 FORM_FIELDS = ["redirect_uri", "scope", "nonce", "client_id", "state", "response_type", "response_mode"]
-#: ``resource`` is left out: a tampered one is pinned by test_tampered_resource_on_consent_post (a bug).
-FORM_FIELDS += ["code_challenge", "code_challenge_method", "claims"]
+FORM_FIELDS += ["code_challenge", "code_challenge_method", "claims", "resource"]
 
 
 @st.composite
@@ -781,14 +780,6 @@ def test_registered_redirect_uri_that_is_no_uri_is_never_used(make_app, browser,
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: form_action_source() copies the redirect URI's authority into the CSP unchecked; "
-        "RFC 3986 allows ';' and ',' in a reg-name, so a registered https://rp.example;sandbox/cb "
-        "adds a 'sandbox' directive to the form_post page's Content-Security-Policy"
-    ),
-)
 @pytest.mark.parametrize("uri", ["https://rp.example;sandbox/cb", "https://rp.example,script-src/cb"])
 def test_redirect_uri_authority_cannot_add_csp_directives(make_app, browser, uri):
     app = make_app("code", redirect_uris=uri)
@@ -1104,31 +1095,6 @@ def client_settings_fields(draw: Any) -> dict[str, Any]:
     return fields
 
 
-def _known_clean_bug(row: ClientSettings) -> bool:
-    """Whether ``row`` hits a bug pinned by an xfail test (clean() raising instead of ValidationError)."""
-    enc_alg, enc = row.authorization_encrypted_response_alg, row.authorization_encrypted_response_enc
-    if enc_alg == "dir" and enc not in ("", *ALL_ENCRYPTION_ENCS):
-        return True  # test_dir_with_an_unknown_enc_is_a_validation_error
-    keys = row.jwks.get("keys") if isinstance(row.jwks, dict) else None
-    for key in keys if isinstance(keys, list) else []:
-        if not isinstance(key, dict):
-            continue
-        operations = key.get("key_ops")
-        if "crv" in key and not isinstance(key["crv"], (str, int, float, bool, type(None))):
-            return True  # test_malformed_jwk_members_are_a_validation_error
-        if operations is not None and (
-            not isinstance(operations, (list, str, dict))
-            or (isinstance(operations, list) and not all(isinstance(op, (str, int, float, bool)) for op in operations))
-        ):
-            return True  # test_malformed_jwk_members_are_a_validation_error
-    return False
-
-
-def _non_string_kid(row: ClientSettings) -> bool:
-    keys = row.jwks.get("keys") if isinstance(row.jwks, dict) else None
-    return any(isinstance(key, dict) and not isinstance(key.get("kid", ""), str) for key in keys or [])
-
-
 @pytest.mark.django_db
 def test_generated_client_settings(registered, user):
     apps = [registered.apps[name] for name in ("code", "public", "hmac", "implicit")]
@@ -1144,12 +1110,6 @@ def test_generated_client_settings(registered, user):
                 row.full_clean()
             except ValidationError:
                 return
-            except (KeyError, TypeError):
-                if _known_clean_bug(row):
-                    return  # pinned by the strict xfail tests below
-                raise
-            if _non_string_kid(row):
-                return  # pinned by test_non_string_kid_in_client_jwks (a bug)
             row.save()
             app.refresh_from_db()
             response_type = _response_type_of(app)
@@ -1172,15 +1132,6 @@ def test_generated_client_settings(registered, user):
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(
-    strict=True,
-    raises=KeyError,
-    reason=(
-        "BUG: ClientSettings.clean() with authorization_encrypted_response_alg='dir' and an unknown "
-        "authorization_encrypted_response_enc raises KeyError from client_keys.secret_key_octets() "
-        "(ENC_KEY_OCTETS[enc]) instead of a ValidationError: the admin answers 500"
-    ),
-)
 @pytest.mark.parametrize("enc", ["A128CBC", "A128CBC-HS256 ", "none"])
 @pytest.mark.parametrize("client_type", [Application.CLIENT_CONFIDENTIAL, Application.CLIENT_PUBLIC])
 def test_dir_with_an_unknown_enc_is_a_validation_error(make_app, enc, client_type):
@@ -1199,15 +1150,9 @@ MALFORMED_KEY_MEMBERS = [
     pytest.param({"kty": "RSA", "n": "AA", "e": "AQAB", "key_ops": 1}, "RSA-OAEP", id="key_ops-number"),
     pytest.param({"kty": "RSA", "n": "AA", "e": "AQAB", "key_ops": [["wrapKey"]]}, "RSA-OAEP-256", id="key_ops-nested"),
 ]
-KEY_FITS_BUG = (
-    "BUG: client_keys.key_fits() assumes well-typed JWK members: set(key['key_ops']) raises TypeError for a "
-    "number or a list of lists, and key['crv'] in EC_CURVES raises TypeError for a list or object; "
-    "jwks_problem() does not check member types"
-)
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=KEY_FITS_BUG + " (ClientSettings.clean(): admin 500)")
 @pytest.mark.parametrize(("key", "alg"), MALFORMED_KEY_MEMBERS)
 def test_malformed_jwk_members_are_a_validation_error(make_app, key, alg):
     app = make_app("code")
@@ -1217,7 +1162,6 @@ def test_malformed_jwk_members_are_a_validation_error(make_app, key, alg):
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=KEY_FITS_BUG + " (authorization endpoint: 500)")
 @pytest.mark.parametrize(("key", "alg"), MALFORMED_KEY_MEMBERS)
 def test_malformed_jwk_members_in_stored_jwks_are_a_server_error(make_app, browser, key, alg):
     app = make_app("code", jarm={"authorization_encrypted_response_alg": alg, "jwks": {"keys": [key]}})
@@ -1234,11 +1178,6 @@ def jwks_server() -> Iterator[Any]:
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason=KEY_FITS_BUG + " (a client's jwks_uri answer turns every authorization request of that client into a 500)",
-)
 @pytest.mark.parametrize(("key", "alg"), MALFORMED_KEY_MEMBERS)
 def test_malformed_jwk_members_served_at_jwks_uri_are_a_server_error(make_app, browser, jwks_server, key, alg):
     from tests.test_client_keys import LOCAL
@@ -1249,15 +1188,7 @@ def test_malformed_jwk_members_served_at_jwks_uri_are_a_server_error(make_app, b
         _assert_plain_server_error(_answer(browser, app, "jwt"))
 
 
-NON_STRING_KID_BUG = (
-    "BUG: jwks_problem() accepts a client JWK whose 'kid' is not a string (RFC 7517 4.5: a string); "
-    "client_keys.get_encryption_key() copies it into the JWE header, so the client's JOSE library "
-    "(joserfc here) refuses to decrypt the response"
-)
-
-
 @pytest.mark.django_db
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason=NON_STRING_KID_BUG + " (clean() accepts it)")
 @pytest.mark.parametrize("kid", [1, 1.5, ["k"], {"k": 1}, None])
 def test_non_string_kid_is_a_validation_error(make_app, kid):
     key = RSAKey.generate_key(2048).as_dict(private=False)
@@ -1271,9 +1202,9 @@ def test_non_string_kid_is_a_validation_error(make_app, kid):
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(strict=True, reason=NON_STRING_KID_BUG + " (the response cannot be decrypted)")
 @pytest.mark.parametrize("kid", [1, ["k"]])
-def test_non_string_kid_in_client_jwks(make_app, browser, jwks, discovery, kid):
+def test_non_string_kid_in_client_jwks(make_app, browser, kid):
+    """RFC 7517 4.5: a kid is a string. Such a key is never used: server_error, never a 500."""
     rp_key = RSAKey.generate_key(2048)
     app = make_app(
         "code",
@@ -1282,23 +1213,12 @@ def test_non_string_kid_in_client_jwks(make_app, browser, jwks, discovery, kid):
             "jwks": {"keys": [{**rp_key.as_dict(private=False), "kid": kid}]},
         },
     )
-    registered = Registered(apps={"app": app}, rp_key=rp_key, jwks=jwks(), issuer=discovery()["issuer"])
-    delivery = _answer(browser, app, "jwt")
-    token = rp.jwt_of(delivery)
-    assert isinstance(_decode_segment(token.split(".")[0]).get("kid", ""), str)
-    _verify_jwt(token, app, registered)
+    params = dict(_answer(browser, app, "jwt").params)
+    assert params["error"] == "server_error"
+    assert "code" not in params
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: the consent POST strips leading and trailing whitespace from state and nonce: DOT's AllowForm "
-        "declares them as forms.CharField (strip=True by default) and JARMAllowForm inherits them, so the "
-        "response's state (and the ID token's nonce) differ from what the client sent (RFC 6749 4.1.2: "
-        "'the exact value received from the client')"
-    ),
-)
 @pytest.mark.parametrize("value", [" st-1", "st-2 ", "\tst-3\n"])
 def test_consent_keeps_state_and_nonce_byte_for_byte(make_app, browser, jwks, discovery, value):
     app = make_app("code id_token", skip_authorization=False)
@@ -1327,15 +1247,6 @@ def test_consent_keeps_state_and_nonce_byte_for_byte(make_app, browser, jwks, di
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: on the consent POST, DOT's form_valid() answers an invalid 'resource' (invalid_target) through "
-        "error_response() before create_authorization_response(), so JARMAuthorizationMixin never binds or "
-        "checks the posted redirect_uri: the browser is sent to whatever redirect_uri the form carried, in the "
-        "clear, without Cache-Control: no-store, and a form_post mode is not honoured"
-    ),
-)
 @pytest.mark.parametrize("mode", ["", "query", "form_post"])
 @pytest.mark.parametrize("allow", [True, False])
 def test_tampered_resource_on_consent_post(make_app, browser, mode, allow):
@@ -1352,14 +1263,6 @@ def test_tampered_resource_on_consent_post(make_app, browser, mode, allow):
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: same path as test_tampered_resource_on_consent_post: with a JWT mode, the redirectable "
-        "invalid_target error of the consent POST is answered '400 The authorization response cannot be "
-        "delivered' instead of an invalid_target JWT to the client (no JWT context was bound)"
-    ),
-)
 @pytest.mark.parametrize("mode", ["jwt", "form_post.jwt"])
 def test_invalid_resource_on_consent_post_is_wrapped(make_app, browser, verify, mode):
     app = make_app("code", skip_authorization=False)

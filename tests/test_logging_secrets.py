@@ -672,14 +672,6 @@ def test_redact_filter_on_the_handler_removes_oauthlib_leaks(debug_logs, found, 
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: RedactSecretsFilter rewrites record.msg only, not record.exc_info: the 'django.template' DEBUG "
-        "record 'Exception while resolving variable ...' carries state and nonce in its VariableDoesNotExist "
-        "traceback (the template context dump), which every formatter prints"
-    ),
-)
 def test_redact_filter_on_the_handler_removes_every_leak(debug_logs, found, flow, browser, make_app):
     debug_logs.addFilter(RedactSecretsFilter())
     _flows_with_every_leak(flow, browser, make_app)
