@@ -8,17 +8,19 @@ method every client-bound response passes through.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from django.db import DataError
 from django.http import HttpRequest, HttpResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils.decorators import method_decorator
 from django.views.generic import View
-from oauth2_provider.models import get_application_model
+from oauth2_provider.models import get_application_model, get_grant_model
 from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views import AuthorizationView, ConnectDiscoveryInfoView, OAuthServerMetadataView
 from oauthlib.oauth2.rfc6749.errors import CustomOAuth2Error, MismatchingRedirectURIError
@@ -104,6 +106,33 @@ def response_parameters(url: str, redirect_uri: str, *, keep_iss: bool = False) 
     return [(name, value) for name, value in params if name != "iss"]
 
 
+@functools.lru_cache(maxsize=1)
+def _stored_parameter_limits() -> dict[str, int]:
+    """Request parameters DOT stores, with the length of the column that receives them."""
+    grant = get_grant_model()._meta
+    application = get_application_model()._meta
+    return {
+        "client_id": application.get_field("client_id").max_length,
+        **{name: grant.get_field(name).max_length for name in ("nonce", "code_challenge", "code_challenge_method")},
+    }
+
+
+def unstorable_parameter(request: HttpRequest) -> str | None:
+    """Why DOT could not store this request's parameters (a NUL byte, too long), or ``None``.
+
+    PostgreSQL refuses both, SQLite neither: without this check the same request would be a
+    500 on one database and accepted on the other.
+    """
+    for source in (request.GET, request.POST):
+        for name, values in source.lists():
+            if "\x00" in name or any("\x00" in value for value in values):
+                return "a parameter contains a NUL character"
+    for name, limit in _stored_parameter_limits().items():
+        if any(len(value) > limit for value in (*request.GET.getlist(name), *request.POST.getlist(name))):
+            return f"{name} is longer than {limit} characters"
+    return None
+
+
 @dataclass
 class AuthorizationContext:
     """What the response to one authorization request depends on, captured while DOT validates."""
@@ -125,6 +154,20 @@ class JARMAuthorizationMixin:
 
     request: HttpRequest
     jarm_context: AuthorizationContext | None = None
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        problem = unstorable_parameter(request)
+        if problem is None:
+            try:
+                response: HttpResponse = super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
+                return response
+            except DataError:
+                problem = "a parameter the database cannot store"
+        # Nothing is verified yet, so nothing is redirected: an error page, as for a bad client.
+        logger.info("Authorization request refused: %s", problem)
+        return self.render_to_response(  # type: ignore[attr-defined]
+            {"error": {"error": "invalid_request", "description": f"Invalid request: {problem}."}}, status=400
+        )
 
     def get_form_class(self) -> type[JARMAllowForm]:
         return JARMAllowForm

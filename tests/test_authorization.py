@@ -510,3 +510,24 @@ def test_dot_never_gets_the_response_url_to_log(browser, make_app, authorize, ve
     dot_lines = [record.getMessage() for record in caplog.records if record.name == "oauth2_provider"]
     assert any("Success url" in line for line in dot_lines)
     assert not any(code in line for line in dot_lines)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"client_id": "a\x00b"}, "NUL"),
+        ({"state": "st\x00"}, "NUL"),
+        ({"nonce": "n" * 256}, "nonce is longer than 255"),
+        ({"code_challenge": "c" * 129}, "code_challenge is longer than 128"),
+    ],
+)
+def test_parameters_the_database_cannot_store_are_refused(browser, make_app, authorize, change, message):
+    """PostgreSQL refuses NUL bytes and over-long values: an error page on every database, never a 500."""
+    app = make_app("code id_token")
+    _, _, query = authorize(Client(), app, "code id_token", "jwt")
+    query = [(k, change.get(k, v)) for k, v in query]
+    response = browser.get("/o/authorize/", query)
+    assert response.status_code == 400
+    assert "Location" not in response
+    assert message in response.content.decode()
