@@ -30,6 +30,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, Response, expect, sync_playwright
 
+from tests.test_example_project import demo_environment
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
 
@@ -104,20 +106,7 @@ def free_port() -> int:
 def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``manage.py jarm_demo`` in its own process; the base URL once it answers."""
     directory = tmp_path_factory.mktemp("browser_demo")
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("DJANGO_", "JARM_")) and name != "RUN_MAIN"
-    }
-    env.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "example_project.settings",
-            "DJANGO_JARM_DEMO_DB": str(directory / "demo.sqlite3"),
-            "DJANGO_JARM_DEMO_KEY_FILE": str(directory / "oidc.key"),
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
+    env = {**demo_environment(directory), "PYTHONUNBUFFERED": "1"}
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log_path = directory / "server.log"

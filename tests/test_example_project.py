@@ -34,13 +34,12 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def demo_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    directory = tmp_path_factory.mktemp("jarm_demo")
+def demo_environment(directory: Path) -> dict[str, str]:
+    """The environment of a ``manage.py`` process running the demo on its own files in ``directory``."""
     env = {
         name: value
         for name, value in os.environ.items()
-        if not name.startswith(("DJANGO_", "JARM_")) and name != "RUN_MAIN"
+        if not name.startswith(("DJANGO_", "JARM_")) and name not in ("RUN_MAIN", "DATABASE_URL", "REDIS_URL")
     }
     env.update(
         {
@@ -53,6 +52,11 @@ def demo_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         }
     )
     return env
+
+
+@pytest.fixture(scope="module")
+def demo_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return demo_environment(tmp_path_factory.mktemp("jarm_demo"))
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
