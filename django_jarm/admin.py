@@ -9,6 +9,7 @@ mixes in :class:`JARMApplicationAdminMixin`).
 
 from __future__ import annotations
 
+import base64
 import datetime
 import json
 from typing import Any, cast
@@ -26,14 +27,14 @@ from django.utils.translation import gettext_lazy as _
 from oauth2_provider.models import get_application_model
 
 from . import tokens
-from .client_keys import get_encryption_key
+from .authorization import AuthorizationRequest, get_planner
 from .conf import jarm_settings
 from .exceptions import ConfigurationError
 from .keys import (
     KEY_PARAMS,
     activate_server_key,
+    describe_rotation,
     generate_server_key,
-    get_signing_key,
     retire_server_key,
     rotate_server_keys,
 )
@@ -109,38 +110,51 @@ class ClientSettingsInline(admin.StackedInline):
 SAMPLE_PARAMS = [("code", "<authorization code>"), ("state", "<state from the request>")]
 
 
-def build_preview(request: HttpRequest, application: Any) -> dict[str, Any]:
-    """What a successful code response to ``application`` would be made of right now."""
-    from .views import client_settings_of, get_issuer
+def _header_of(token: str) -> dict[str, Any]:
+    """The protected header of a compact JWS or JWE (no verification: it is ours, just built)."""
+    segment = token.split(".", 1)[0]
+    decoded: dict[str, Any] = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    return decoded
 
-    settings = client_settings_of(application)
-    alg = settings.signing_alg if settings is not None else jarm_settings.default_signing_alg
-    preview: dict[str, Any] = {"alg": alg, "encryption": None, "problems": []}
+
+def build_preview(request: HttpRequest, application: Any) -> dict[str, Any]:
+    """A successful code response to ``application`` right now, built by the endpoint's own path.
+
+    The core plans it as for a ``response_mode=jwt`` request and signs (and encrypts) it with the
+    planned keys, so a planner subclass's hooks show here exactly as they act on the endpoint.
+    """
+    planner = get_planner()
+    redirect_uris = application.redirect_uris.split()
+    plan = planner.plan(
+        request,
+        application,
+        AuthorizationRequest(
+            client_id=application.client_id,
+            redirect_uri=redirect_uris[0] if redirect_uris else "",
+            response_type="code",
+            state=SAMPLE_PARAMS[1][1],
+            response_modes=("jwt",),
+        ),
+    )
+    preview: dict[str, Any] = {
+        "alg": planner.get_signing_alg(application, plan.settings),
+        "mode": plan.mode.name,
+        "encryption": None,
+        "problems": [],
+    }
+    if plan.signing_key is None:
+        preview["problems"].append(plan.problem or (plan.refusal.description if plan.refusal else ""))
+        return preview
+    preview["kid"] = plan.signing_key.kid
     try:
-        key = get_signing_key(alg, application)
+        signed = planner.sign(plan, SAMPLE_PARAMS)
+        if plan.encryption_key is not None:
+            preview["encryption"] = json.dumps(_header_of(tokens.encrypt(signed, plan.encryption_key)), indent=2)
     except ConfigurationError as exc:
         preview["problems"].append(str(exc))
         return preview
-    preview["kid"] = key.kid
-    preview["header"] = json.dumps({"alg": key.alg, "kid": key.kid}, indent=2)
-    claims = tokens.response_claims(
-        SAMPLE_PARAMS,
-        issuer=get_issuer(request),
-        client_id=application.client_id,
-        lifetime=int(jarm_settings.RESPONSE_LIFETIME),
-        include_iat=bool(jarm_settings.INCLUDE_IAT),
-    )
-    preview["claims"] = json.dumps(claims, indent=2)
-    if settings is not None and settings.is_encrypted:
-        try:
-            encryption = get_encryption_key(application, settings)
-        except ConfigurationError as exc:
-            preview["problems"].append(str(exc))
-        else:
-            outer = {"alg": encryption.alg, "enc": encryption.enc, "cty": "JWT"}
-            if encryption.kid:
-                outer["kid"] = encryption.kid
-            preview["encryption"] = json.dumps(outer, indent=2)
+    preview["header"] = json.dumps(_header_of(signed), indent=2)
+    preview["claims"] = json.dumps(planner.get_response_claims(plan, SAMPLE_PARAMS), indent=2)
     return preview
 
 
@@ -244,11 +258,8 @@ class ServerKeyAdmin(admin.ModelAdmin):
             except ConfigurationError as exc:
                 self.message_user(request, str(exc), messages.ERROR)
             else:
-                self.message_user(
-                    request,
-                    _("%(alg)s rotated: %(kid)s is active.") % {"alg": alg, "kid": rotation.activated},
-                    messages.SUCCESS,
-                )
+                level = messages.SUCCESS if rotation.activated else messages.WARNING
+                self.message_user(request, describe_rotation(rotation), level)
 
     def _run(self, request: HttpRequest, operation: Any, kid: str, success: Any) -> None:
         try:

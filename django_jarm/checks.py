@@ -12,7 +12,9 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.utils.module_loading import import_string
 
+from .authorization import ResponsePlanner
 from .conf import (
     ALL_ENCRYPTION_ALGS,
     ALL_ENCRYPTION_ENCS,
@@ -21,6 +23,7 @@ from .conf import (
     DEFAULTS,
     PROFILE_SIGNING_ALGS,
     PROFILES,
+    REMOVED_SETTINGS,
     SETTING_NAME,
     SYMMETRIC_ENCRYPTION_ALGS,
     SYMMETRIC_SIGNING_ALGS,
@@ -45,6 +48,8 @@ CHECK_IDS = {
     "django_jarm.W004": "http jwks_uri allowed with DEBUG off (deploy)",
     "django_jarm.W005": "jwks_uri on private addresses allowed with DEBUG off (deploy)",
     "django_jarm.W006": "the issuer is derived from the request's Host header (deploy)",
+    "django_jarm.W007": "a JARM key that no longer exists is set",
+    "django_jarm.E011": "JARM['ISSUER'] differs from the issuer DOT puts in ID tokens and RFC 9207 iss",
 }
 
 
@@ -54,6 +59,14 @@ def _names(allowed: tuple[str, ...]) -> Callable[[Any], bool]:
 
 def _int_like(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _planner_class(value: Any) -> bool:
+    try:
+        planner = import_string(value) if isinstance(value, str) else None
+    except ImportError:
+        return False
+    return isinstance(planner, type) and issubclass(planner, ResponsePlanner)
 
 
 VALIDATORS: dict[str, tuple[Callable[[Any], bool], str]] = {
@@ -71,7 +84,12 @@ VALIDATORS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "PROFILE": (lambda v: v is None or isinstance(v, str), "None or a profile name"),
     "INCLUDE_IAT": (lambda v: isinstance(v, bool), "True or False"),
     "REDIRECT_STATUS": (_int_like, "302 or 303"),
-    "KEY_CACHE_SECONDS": (lambda v: _int_like(v) and v >= 0, "a number of seconds (0 or more)"),
+    "STATE_REFRESH_SECONDS": (
+        lambda v: isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 60,
+        "seconds, from 0 to 60",
+    ),
+    "JWKS_MAX_AGE": (lambda v: v is None or (_int_like(v) and v >= 0), "None or a number of seconds (0 or more)"),
+    "RESPONSE_PLANNER": (_planner_class, "the import string of a django_jarm.authorization.ResponsePlanner subclass"),
     "CLIENT_JWKS_CACHE_SECONDS": (lambda v: _int_like(v) and v >= 0, "a number of seconds (0 or more)"),
     "CLIENT_JWKS_TIMEOUT": (
         lambda v: isinstance(v, int | float) and not isinstance(v, bool) and 0 < v <= 30,
@@ -99,7 +117,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         return [Error(f"{SETTING_NAME} must be a dict.", hint=f"Make {SETTING_NAME} a dict.", id="django_jarm.E001")]
     messages: list[CheckMessage] = []
     for key in value:
-        if key not in DEFAULTS:
+        if key in REMOVED_SETTINGS:
+            messages.append(
+                Warning(
+                    f"{SETTING_NAME}['{key}'] is no longer used.",
+                    hint=REMOVED_SETTINGS[key],
+                    id="django_jarm.W007",
+                )
+            )
+        elif key not in DEFAULTS:
             messages.append(
                 Warning(
                     f"Unknown setting {SETTING_NAME}['{key}'].",
@@ -126,6 +152,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="django_jarm.E004",
             )
         )
+    messages += _check_issuer()
     if jarm_settings.REDIRECT_STATUS not in (302, 303):
         messages.append(
             Error(
@@ -135,6 +162,26 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             )
         )
     return messages
+
+
+def _check_issuer() -> list[CheckMessage]:
+    from oauth2_provider.settings import oauth2_settings
+
+    pinned = jarm_settings.ISSUER
+    dot_issuer = oauth2_settings.OIDC_ISS_ENDPOINT or ""
+    if not pinned or pinned == dot_issuer:
+        return []
+    # DOT puts its own issuer in ID tokens and in RFC 9207 iss: an OIDC client rejects a
+    # discovery document whose issuer differs from them.
+    dot_says = repr(dot_issuer) if dot_issuer else "derived from each request's scheme and host"
+    return [
+        Error(
+            f"{SETTING_NAME}['ISSUER'] is {pinned!r}, but DOT's issuer (OAUTH2_PROVIDER['OIDC_ISS_ENDPOINT']) "
+            f"is {dot_says}.",
+            hint=f"Set OAUTH2_PROVIDER['OIDC_ISS_ENDPOINT'] to {pinned!r} (then {SETTING_NAME}['ISSUER'] can go).",
+            id="django_jarm.E011",
+        )
+    ]
 
 
 def _check_algorithms() -> list[CheckMessage]:
@@ -275,7 +322,8 @@ def check_clients(app_configs: Any = None, databases: Any = None, **kwargs: Any)
         return []
     from django.db import DatabaseError
 
-    from .models import ClientSettings, hmac_secret_problem, symmetric_encryption_secret_problem
+    from .models import ClientSettings
+    from .validation import hmac_secret_problem, symmetric_encryption_secret_problem
 
     messages: list[CheckMessage] = []
     try:

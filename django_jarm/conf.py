@@ -1,8 +1,9 @@
 """Settings for django_jarm, read from the ``JARM`` dict in the Django settings.
 
-Values are read at call time through :data:`jarm_settings` and cached until Django's
-``setting_changed`` signal fires for ``JARM`` (``override_settings`` in tests) or
-:meth:`JARMSettings.reload` is called. Nothing is bound at import time.
+Every setting is one typed property of :data:`jarm_settings` that reads ``settings.JARM`` each
+time it is used: nothing is bound at import time and nothing needs invalidating, so tests change
+values with a plain ``override_settings(JARM={...})``. Values of the wrong type are reported by
+the system checks (``django_jarm.E002``); the properties return the documented type.
 """
 
 from __future__ import annotations
@@ -10,8 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.signals import setting_changed
-from django.dispatch import receiver
+from oauth2_provider.settings import oauth2_settings
 
 SETTING_NAME = "JARM"
 
@@ -66,65 +66,189 @@ ALL_RESPONSE_MODES = PLAIN_RESPONSE_MODES + JWT_RESPONSE_MODES
 
 PROFILES = (None, "fapi1-advanced", "fapi2-message-signing")
 
+#: FAPI 1.0 Advanced 8.6: PS256 or ES256. FAPI 2.0 Security Profile 5.4.1: also EdDSA.
+PROFILE_SIGNING_ALGS: dict[str | None, tuple[str, ...]] = {
+    "fapi1-advanced": ("PS256", "ES256"),
+    "fapi2-message-signing": ("PS256", "ES256", "EdDSA"),
+}
+
 DEFAULTS: dict[str, Any] = {
-    # Issuer identifier put in the ``iss`` claim and in both discovery documents.
-    # None: DOT's issuer (OIDC issuer when OIDC is on, else the RFC 8414 issuer).
+    # --- The response JWT ---------------------------------------------------------------
+    # Issuer identifier in the `iss` claim and in both discovery documents.
+    # None: DOT's issuer (its OIDC issuer when OIDC is on, else its RFC 8414 issuer).
     "ISSUER": None,
-    # Seconds between ``iat`` and ``exp`` of a response JWT (JARM 2.1 recommends <= 600).
+    # Seconds from `iat` to `exp` (JARM 2.1 recommends at most 600).
     "RESPONSE_LIFETIME": 120,
-    # JWS algorithm for clients without ``authorization_signed_response_alg`` (JARM 3: RS256).
+    # Whether the JWT carries `iat` (JARM 2.1 allows it; the conformance suite checks it when present).
+    "INCLUDE_IAT": True,
+    # --- Algorithms and modes the server offers -------------------------------------------
+    # JWS algorithm for clients without `authorization_signed_response_alg` (JARM 3: RS256).
     "DEFAULT_SIGNING_ALG": "RS256",
-    # JWS algorithms the server may use; HS* must be listed explicitly to be enabled.
+    # JWS algorithms the server may use; HS256/384/512 must be listed to be enabled.
     "SIGNING_ALGS_SUPPORTED": list(ASYMMETRIC_SIGNING_ALGS),
+    # JWE `alg` and `enc` values clients may choose.
     "ENCRYPTION_ALGS_SUPPORTED": list(ALL_ENCRYPTION_ALGS),
     "ENCRYPTION_ENCS_SUPPORTED": list(ALL_ENCRYPTION_ENCS),
+    # Response modes served (and advertised in discovery).
     "RESPONSE_MODES_SUPPORTED": list(ALL_RESPONSE_MODES),
+    # --- Policy ---------------------------------------------------------------------------
     # Refuse plain (non-JWT) response modes for every client.
     "REQUIRE_JARM": False,
+    # None, "fapi1-advanced" or "fapi2-message-signing": enforced at the authorization endpoint.
     "PROFILE": None,
-    "INCLUDE_IAT": True,
     # HTTP status of response redirects: 302, or 303 as FAPI 2.0 advises.
     "REDIRECT_STATUS": 302,
-    # How long a process trusts its view of the server keys before re-reading them.
-    "KEY_CACHE_SECONDS": 60,
+    # The hooks deciding one response (policy, algorithm, claims): an import string of a
+    # django_jarm.authorization.ResponsePlanner subclass. The endpoint and the admin preview use it.
+    "RESPONSE_PLANNER": "django_jarm.authorization.ResponsePlanner",
+    # --- Consistency across processes (README: "Consistency guarantees") -------------------
+    # A committed change of keys or client settings applies in every process within this many
+    # seconds: each process compares its snapshot with the version row at most this often.
+    "STATE_REFRESH_SECONDS": 1.0,
+    # `max-age` of the JWK Set response, i.e. how long clients may cache it. None: DOT's
+    # OIDC_JWKS_MAX_AGE_SECONDS. Key rotation waits for this window (publish before sign,
+    # keep after sign).
+    "JWKS_MAX_AGE": None,
+    # --- Client keys from jwks_uri ----------------------------------------------------------
+    # How long a fetched client JWK Set is used before it is fetched again.
     "CLIENT_JWKS_CACHE_SECONDS": 300,
+    # Wall-clock deadline of one fetch, in seconds (connect, headers and body together).
     "CLIENT_JWKS_TIMEOUT": 3.0,
+    # Largest JWK Set document accepted, in bytes.
     "CLIENT_JWKS_MAX_BYTES": 65536,
+    # Allow http:// jwks_uri (development only).
     "CLIENT_JWKS_ALLOW_HTTP": False,
+    # Allow jwks_uri hosts on loopback, private or link-local addresses (development only).
     "CLIENT_JWKS_ALLOW_PRIVATE_ADDRESSES": False,
-    # Secret from which the key encrypting stored private keys is derived.
-    # None: derived from SECRET_KEY.
+    # --- Server keys at rest --------------------------------------------------------------------
+    # Secret from which the key encrypting stored private keys is derived. None: SECRET_KEY.
     "KEY_ENCRYPTION_SECRET": None,
     # Earlier secrets, still accepted for reading stored keys (SECRET_KEY_FALLBACKS when
     # KEY_ENCRYPTION_SECRET is None). `manage.py jarm_keys reencrypt` moves keys to the current one.
     "KEY_ENCRYPTION_SECRET_FALLBACKS": [],
 }
 
+#: Settings that no longer exist: name -> what to do instead (system check django_jarm.W007).
+REMOVED_SETTINGS: dict[str, str] = {
+    "KEY_CACHE_SECONDS": "Remove it: every process cache now follows STATE_REFRESH_SECONDS (default 1 s).",
+}
+
+
+def _as_list(value: Any) -> list[str]:
+    return [str(item) for item in value] if isinstance(value, list | tuple) else []
+
 
 class JARMSettings:
-    """Attribute access to the ``JARM`` setting, falling back to :data:`DEFAULTS`."""
+    """Typed attribute access to the ``JARM`` setting, falling back to :data:`DEFAULTS`."""
 
     def __init__(self, defaults: dict[str, Any] | None = None) -> None:
-        self.defaults = defaults if defaults is not None else DEFAULTS
-        self._cached: dict[str, Any] = {}
+        self.defaults = DEFAULTS if defaults is None else defaults
 
     @property
     def user_settings(self) -> dict[str, Any]:
         value = getattr(settings, SETTING_NAME, None)
         return value if isinstance(value, dict) else {}
 
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_") or name not in self.defaults:
+    def get(self, name: str) -> Any:
+        """The raw value of setting ``name`` (the user's, else the default)."""
+        if name not in self.defaults:
             raise AttributeError(f"Invalid JARM setting: {name!r}")
-        cached = self._cached
-        if name not in cached:
-            cached[name] = self.user_settings.get(name, self.defaults[name])
-        return cached[name]
+        return self.user_settings.get(name, self.defaults[name])
 
     def reload(self) -> None:
-        self._cached.clear()
+        """Nothing is cached; kept so that code written for a caching settings object still works."""
 
-    # Derived values -------------------------------------------------------------------
+    # The settings, one typed property each -----------------------------------------------------
+
+    @property
+    def ISSUER(self) -> str | None:
+        value = self.get("ISSUER")
+        return str(value) if value else None
+
+    @property
+    def RESPONSE_LIFETIME(self) -> int:
+        return int(self.get("RESPONSE_LIFETIME"))
+
+    @property
+    def INCLUDE_IAT(self) -> bool:
+        return bool(self.get("INCLUDE_IAT"))
+
+    @property
+    def DEFAULT_SIGNING_ALG(self) -> str:
+        return str(self.get("DEFAULT_SIGNING_ALG"))
+
+    @property
+    def SIGNING_ALGS_SUPPORTED(self) -> list[str]:
+        return _as_list(self.get("SIGNING_ALGS_SUPPORTED"))
+
+    @property
+    def ENCRYPTION_ALGS_SUPPORTED(self) -> list[str]:
+        return _as_list(self.get("ENCRYPTION_ALGS_SUPPORTED"))
+
+    @property
+    def ENCRYPTION_ENCS_SUPPORTED(self) -> list[str]:
+        return _as_list(self.get("ENCRYPTION_ENCS_SUPPORTED"))
+
+    @property
+    def RESPONSE_MODES_SUPPORTED(self) -> list[str]:
+        return _as_list(self.get("RESPONSE_MODES_SUPPORTED"))
+
+    @property
+    def REQUIRE_JARM(self) -> bool:
+        return bool(self.get("REQUIRE_JARM"))
+
+    @property
+    def PROFILE(self) -> str | None:
+        value = self.get("PROFILE")
+        return str(value) if value else None
+
+    @property
+    def REDIRECT_STATUS(self) -> int:
+        return int(self.get("REDIRECT_STATUS"))
+
+    @property
+    def RESPONSE_PLANNER(self) -> str:
+        return str(self.get("RESPONSE_PLANNER"))
+
+    @property
+    def STATE_REFRESH_SECONDS(self) -> float:
+        return float(self.get("STATE_REFRESH_SECONDS"))
+
+    @property
+    def JWKS_MAX_AGE(self) -> int | None:
+        value = self.get("JWKS_MAX_AGE")
+        return None if value is None else int(value)
+
+    @property
+    def CLIENT_JWKS_CACHE_SECONDS(self) -> int:
+        return int(self.get("CLIENT_JWKS_CACHE_SECONDS"))
+
+    @property
+    def CLIENT_JWKS_TIMEOUT(self) -> float:
+        return float(self.get("CLIENT_JWKS_TIMEOUT"))
+
+    @property
+    def CLIENT_JWKS_MAX_BYTES(self) -> int:
+        return int(self.get("CLIENT_JWKS_MAX_BYTES"))
+
+    @property
+    def CLIENT_JWKS_ALLOW_HTTP(self) -> bool:
+        return bool(self.get("CLIENT_JWKS_ALLOW_HTTP"))
+
+    @property
+    def CLIENT_JWKS_ALLOW_PRIVATE_ADDRESSES(self) -> bool:
+        return bool(self.get("CLIENT_JWKS_ALLOW_PRIVATE_ADDRESSES"))
+
+    @property
+    def KEY_ENCRYPTION_SECRET(self) -> str | None:
+        value = self.get("KEY_ENCRYPTION_SECRET")
+        return str(value) if value else None
+
+    @property
+    def KEY_ENCRYPTION_SECRET_FALLBACKS(self) -> list[str]:
+        return _as_list(self.get("KEY_ENCRYPTION_SECRET_FALLBACKS"))
+
+    # Derived values ----------------------------------------------------------------------------
 
     @property
     def signing_algs(self) -> list[str]:
@@ -137,7 +261,7 @@ class JARMSettings:
 
     @property
     def default_signing_alg(self) -> str:
-        return str(self.DEFAULT_SIGNING_ALG)
+        return self.DEFAULT_SIGNING_ALG
 
     @property
     def encryption_algs(self) -> list[str]:
@@ -153,27 +277,13 @@ class JARMSettings:
     def response_modes(self) -> list[str]:
         return [mode for mode in self.RESPONSE_MODES_SUPPORTED if mode in ALL_RESPONSE_MODES]
 
+    @property
+    def jwks_max_age(self) -> int:
+        """Seconds clients may cache the JWK Set: ``JWKS_MAX_AGE``, else DOT's ``OIDC_JWKS_MAX_AGE_SECONDS``."""
+        configured = self.JWKS_MAX_AGE
+        if configured is not None:
+            return configured
+        return int(oauth2_settings.OIDC_JWKS_MAX_AGE_SECONDS)
 
-#: FAPI 1.0 Advanced 8.6: PS256 or ES256. FAPI 2.0 Security Profile 5.4.1: also EdDSA.
-PROFILE_SIGNING_ALGS: dict[str | None, tuple[str, ...]] = {
-    "fapi1-advanced": ("PS256", "ES256"),
-    "fapi2-message-signing": ("PS256", "ES256", "EdDSA"),
-}
 
 jarm_settings = JARMSettings()
-
-
-_epoch = 0
-
-
-def settings_epoch() -> int:
-    """Changes whenever a setting changes at run time (in practice: in tests)."""
-    return _epoch
-
-
-@receiver(setting_changed)
-def _reload_jarm_settings(*, setting: str, **kwargs: Any) -> None:
-    global _epoch
-    _epoch += 1
-    if setting in (SETTING_NAME, "SECRET_KEY"):
-        jarm_settings.reload()

@@ -1,19 +1,26 @@
-"""Server signing keys: generation, encryption at rest, caching and the published JWK Set.
+"""Server signing keys: generation, encryption at rest, the lifecycle, and the published JWK Set.
 
-Parsed keys are cached per process by ``kid`` (a kid names one immutable key). Which key is
-active for an algorithm, and which keys are published, is a small snapshot re-read from the
-database when ``KEY_CACHE_SECONDS`` have passed or when another process announces a change
-through Django's cache (a generation counter bumped on every key change).
+The lifecycle keeps two guarantees (DESIGN 6.2 and 6.3), with R = ``STATE_REFRESH_SECONDS``,
+M = the JWK Set's ``max-age`` (:attr:`~django_jarm.conf.JARMSettings.jwks_max_age`) and
+L = ``RESPONSE_LIFETIME``:
+
+* **publish before sign**: a key signs only once every process publishes it: from R seconds
+  after it was stored. It is activated (``activate``, ``rotate``) only once it has been
+  published for M + R seconds, so that every client's cached JWK Set has it.
+* **keep after sign**: a key that stopped signing stays published for R + L + M seconds, so that
+  every response it signed expires before a client could fetch a JWK Set without it.
+
+An operation that would break either is refused with the time to wait (:class:`LifecycleConflict`),
+unless ``force=True``. Which keys are published and which one signs comes from the per-process
+snapshot (:mod:`django_jarm.state`).
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import logging
-import threading
-import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,10 +34,12 @@ from jwcrypto import jwe, jwk
 from jwcrypto.common import JWException, base64url_encode, json_encode
 from oauth2_provider.settings import oauth2_settings
 
-from . import cache as shared_cache
+from . import state
 from .conf import ASYMMETRIC_SIGNING_ALGS, SYMMETRIC_SIGNING_ALGS, jarm_settings
-from .exceptions import ConfigurationError, KeyDecryptionError
-from .models import ServerKey, hmac_secret_problem
+from .exceptions import ConfigurationError, KeyDecryptionError, KeyUnavailable, LifecycleConflict
+from .models import ServerKey
+from .signals import server_key_rotated
+from .validation import hmac_secret_problem
 
 try:  # DOT master moved its helpers to oauth2_provider.core.
     from oauth2_provider.core.utils import jwk_from_pem
@@ -39,8 +48,6 @@ except ImportError:  # pragma: no branch
 
 logger = logging.getLogger(__name__)
 
-GENERATION_CACHE_KEY = shared_cache.GENERATION_KEYS[0]
-_PARSED_KEYS_MAX = 256
 
 #: Key type and parameters generated for each JWS algorithm.
 KEY_PARAMS: dict[str, dict[str, Any]] = {
@@ -72,22 +79,19 @@ def _key_encryption_secrets() -> list[str]:
     return [str(settings.SECRET_KEY), *map(str, getattr(settings, "SECRET_KEY_FALLBACKS", []))]
 
 
-_storage_keys: dict[str, jwk.JWK] = {}
-
-
+@functools.lru_cache(maxsize=8)
 def _storage_key(secret: str) -> jwk.JWK:
-    """The A256GCM key protecting stored private keys, derived from ``secret`` with HKDF."""
-    key = _storage_keys.get(secret)
-    if key is None:
-        derived = HKDF(
-            algorithm=hashes.SHA256(),
-            length=32,
-            salt=b"django_jarm server keys",
-            info=b"django_jarm key encryption v1",
-        ).derive(secret.encode("utf-8"))
-        key = jwk.JWK(kty="oct", k=base64url_encode(derived))
-        _storage_keys[secret] = key
-    return key
+    """The A256GCM key protecting stored private keys, derived from ``secret`` with HKDF.
+
+    A pure function of the secret, so remembering its result can never be stale.
+    """
+    derived = HKDF(
+        algorithm=hashes.SHA256(),
+        length=32,
+        salt=b"django_jarm server keys",
+        info=b"django_jarm key encryption v1",
+    ).derive(secret.encode("utf-8"))
+    return jwk.JWK(kty="oct", k=base64url_encode(derived))
 
 
 def encrypt_private_key(key: jwk.JWK) -> str:
@@ -165,9 +169,9 @@ def _store(key: jwk.JWK, alg: str, status: str | None) -> ServerKey:
             if status is None:
                 status = ServerKey.Status.NEXT if has_active else ServerKey.Status.ACTIVE
             elif status == ServerKey.Status.ACTIVE and has_active:
-                raise ConfigurationError(f"A {alg} key is already active; store this one as 'next' and activate it.")
+                raise LifecycleConflict(f"A {alg} key is already active; store this one as 'next' and activate it.")
             if ServerKey.objects.filter(kid=kid).exists():
-                raise ConfigurationError(f"Key {kid} is already stored.")
+                raise LifecycleConflict(f"Key {kid} is already stored.")
             server_key = ServerKey.objects.create(
                 kid=kid,
                 alg=alg,
@@ -178,10 +182,9 @@ def _store(key: jwk.JWK, alg: str, status: str | None) -> ServerKey:
                 private_jwk_encrypted=encrypt_private_key(key),
                 activated=timezone.now() if status == ServerKey.Status.ACTIVE else None,
             )
-            transaction.on_commit(bump_generation)
     except IntegrityError as exc:
         # A concurrent import of the same key, or a concurrent activation for the same algorithm.
-        raise ConfigurationError(f"Key {kid} for {alg} conflicts with a key stored at the same time.") from exc
+        raise LifecycleConflict(f"Key {kid} for {alg} conflicts with a key stored at the same time.") from exc
     logger.info("JARM server key created: kid=%s alg=%s status=%s", kid, alg, status)
     return server_key
 
@@ -213,110 +216,221 @@ def import_server_key(pem: bytes, alg: str, *, password: bytes | None = None, st
 # Lifecycle ----------------------------------------------------------------------------
 
 
+def publication_wait() -> float:
+    """Seconds from storing a key to every process publishing it: R."""
+    return jarm_settings.STATE_REFRESH_SECONDS
+
+
+def activation_delay() -> float:
+    """Seconds a key must have been published before it may be activated: M + R."""
+    return float(jarm_settings.jwks_max_age) + jarm_settings.STATE_REFRESH_SECONDS
+
+
+def retirement_delay() -> float:
+    """Seconds a key that stopped signing stays published: R + L + M."""
+    return jarm_settings.STATE_REFRESH_SECONDS + jarm_settings.RESPONSE_LIFETIME + float(jarm_settings.jwks_max_age)
+
+
+def activation_time(server_key: ServerKey) -> datetime.datetime:
+    """When ``server_key`` has been published long enough to be activated."""
+    return server_key.created + datetime.timedelta(seconds=activation_delay())
+
+
+def retirement_time(server_key: ServerKey) -> datetime.datetime | None:
+    """When ``server_key`` may leave the JWK Set (``None``: it is still signing, or never signed)."""
+    if server_key.retiring_since is None:
+        return None
+    return server_key.retiring_since + datetime.timedelta(seconds=retirement_delay())
+
+
+def _wait(until: datetime.datetime, now: datetime.datetime) -> str:
+    seconds = max(0, round((until - now).total_seconds()))
+    return f"{until:%Y-%m-%d %H:%M:%S} UTC (in {seconds} s)"
+
+
 @dataclass(frozen=True)
 class Rotation:
-    """What one rotation step did for one algorithm."""
+    """What one rotation step did for one algorithm, and what it left waiting."""
 
     alg: str
-    activated: str
+    #: The key that signs from now on, or ``None`` when no key was ready.
+    activated: str | None
     retiring: str | None
     next: str
-    retired: tuple[str, ...]
+    retired: tuple[str, ...] = ()
+    #: Retiring keys kept because responses they signed may still be presented: (kid, when).
+    kept: tuple[tuple[str, datetime.datetime], ...] = ()
+    #: The next key, when it has not been published long enough to sign: when it will be.
+    ready_at: datetime.datetime | None = None
 
 
 def _locked(alg: str) -> list[ServerKey]:
-    return list(ServerKey.objects.select_for_update().filter(alg=alg).exclude(status=ServerKey.Status.RETIRED))
+    return list(
+        ServerKey.objects.select_for_update()
+        .filter(alg=alg)
+        .exclude(status=ServerKey.Status.RETIRED)
+        .order_by("created")
+    )
 
 
-def activate_server_key(kid: str) -> ServerKey:
-    """Make key ``kid`` the active key of its algorithm; the active one becomes ``retiring``."""
+def _get_locked(kid: str) -> ServerKey:
+    try:
+        return ServerKey.objects.select_for_update().get(kid=kid)
+    except ServerKey.DoesNotExist:
+        raise LifecycleConflict(f"No server key {kid}.") from None
+
+
+def _make_active(server_key: ServerKey, others: list[ServerKey], now: datetime.datetime) -> ServerKey | None:
+    """``server_key`` signs from now on; the active key of its algorithm (returned) becomes retiring."""
+    outgoing = next((other for other in others if other.status == ServerKey.Status.ACTIVE), None)
+    if outgoing is not None and outgoing.pk != server_key.pk:
+        outgoing.status, outgoing.retiring_since = ServerKey.Status.RETIRING, now
+        outgoing.save(update_fields=["status", "retiring_since"])
+    server_key.status, server_key.activated, server_key.retiring_since = ServerKey.Status.ACTIVE, now, None
+    server_key.save(update_fields=["status", "activated", "retiring_since"])
+    return outgoing
+
+
+def activate_server_key(kid: str, *, force: bool = False) -> ServerKey:
+    """Make key ``kid`` the active key of its algorithm; the active one becomes ``retiring``.
+
+    Refused (:class:`LifecycleConflict`, with the time to wait) while ``kid`` has been published for
+    less than :func:`activation_delay`, unless ``force``: clients holding an older JWK Set would
+    not find it.
+    """
     now = timezone.now()
     with transaction.atomic():
-        try:
-            server_key = ServerKey.objects.select_for_update().get(kid=kid)
-        except ServerKey.DoesNotExist:
-            raise ConfigurationError(f"No server key {kid}.") from None
+        server_key = _get_locked(kid)
         if server_key.status == ServerKey.Status.RETIRED:
-            raise ConfigurationError(f"Key {kid} is retired; generate or import a new key instead.")
+            raise LifecycleConflict(f"Key {kid} is retired; generate or import a new key instead.")
         if server_key.status == ServerKey.Status.ACTIVE:
             return server_key
-        for other in _locked(server_key.alg):
-            if other.status == ServerKey.Status.ACTIVE:
-                other.status, other.retiring_since = ServerKey.Status.RETIRING, now
-                other.save(update_fields=["status", "retiring_since"])
-        server_key.status, server_key.activated = ServerKey.Status.ACTIVE, now
-        server_key.save(update_fields=["status", "activated"])
-        transaction.on_commit(bump_generation)
-    logger.info("JARM server key activated: kid=%s alg=%s", kid, server_key.alg)
+        ready = activation_time(server_key)
+        if now < ready and not force:
+            raise LifecycleConflict(
+                f"Key {kid} has been published for {(now - server_key.created).total_seconds():.0f} s; clients may "
+                f"cache the JWK Set for {jarm_settings.jwks_max_age} s, so it can sign from {_wait(ready, now)}. "
+                "Activate it then, or force it now (clients holding an older JWK Set fail until they fetch it again).",
+                retry_after=(ready - now).total_seconds(),
+            )
+        _make_active(server_key, _locked(server_key.alg), now)
+    logger.info("JARM server key activated: kid=%s alg=%s forced=%s", kid, server_key.alg, force and now < ready)
     return server_key
 
 
-def retire_server_key(kid: str) -> ServerKey:
-    """Take key ``kid`` out of the JWKS. The active key cannot be retired: activate another first."""
+def retire_server_key(kid: str, *, force: bool = False) -> ServerKey:
+    """Take key ``kid`` out of the JWK Set. The active key cannot be retired: activate another first.
+
+    A key that stopped signing less than :func:`retirement_delay` ago is kept (refused with the time
+    to wait) unless ``force``: responses it signed may still be presented.
+    """
+    now = timezone.now()
     with transaction.atomic():
-        try:
-            server_key = ServerKey.objects.select_for_update().get(kid=kid)
-        except ServerKey.DoesNotExist:
-            raise ConfigurationError(f"No server key {kid}.") from None
+        server_key = _get_locked(kid)
         if server_key.status == ServerKey.Status.ACTIVE:
             alg = server_key.alg
-            raise ConfigurationError(f"Key {kid} is signing {alg} responses; activate another {alg} key first.")
-        if server_key.status != ServerKey.Status.RETIRED:
-            server_key.status, server_key.retired = ServerKey.Status.RETIRED, timezone.now()
-            server_key.save(update_fields=["status", "retired"])
-            transaction.on_commit(bump_generation)
+            raise LifecycleConflict(f"Key {kid} is signing {alg} responses; activate another {alg} key first.")
+        if server_key.status == ServerKey.Status.RETIRED:
+            return server_key
+        ready = retirement_time(server_key)
+        if ready is not None and now < ready and not force:
+            raise LifecycleConflict(
+                f"Key {kid} stopped signing {(now - server_key.retiring_since).total_seconds():.0f} s ago "  # type: ignore[operator]
+                f"(responses live {jarm_settings.RESPONSE_LIFETIME} s, clients cache the JWK Set "
+                f"{jarm_settings.jwks_max_age} s): retire it from {_wait(ready, now)}, or force it now "
+                "(responses it signed then fail to verify).",
+                retry_after=(ready - now).total_seconds(),
+            )
+        server_key.status, server_key.retired = ServerKey.Status.RETIRED, now
+        server_key.save(update_fields=["status", "retired"])
     logger.info("JARM server key retired: kid=%s alg=%s", kid, server_key.alg)
     return server_key
 
 
-def rotate_server_keys(alg: str) -> Rotation:
-    """One rotation step for ``alg``, without downtime for clients that refresh on unknown kids.
+def rotate_server_keys(alg: str, *, force: bool = False) -> Rotation:
+    """One rotation step for ``alg``: advance every key whose wait is over, and say what still waits.
 
-    Keys retiring since the previous step are retired; the ``next`` key (published since the
-    previous step, so already in clients' caches) becomes active; the active key becomes
-    ``retiring`` (still published, so responses it signed keep verifying); a new ``next`` key
-    is generated for the following step.
+    * retiring keys whose keep window is over are retired; the others are kept;
+    * the ``next`` key, once published for :func:`activation_delay`, becomes active and the active
+      key becomes retiring; a new ``next`` key is generated for the following step;
+    * without a ``next`` key (the first rotation) one is generated, and activated by a later step.
+
+    ``force`` activates and retires without waiting (clients with cached JWK Sets may fail).
     """
-    from .signals import server_key_rotated
-
     if alg not in KEY_PARAMS:
         raise ConfigurationError(f"Cannot rotate {alg!r}; choose one of {', '.join(KEY_PARAMS)}.")
     now = timezone.now()
     with transaction.atomic():
         keys = _locked(alg)
-        retired = []
+        retired: list[str] = []
+        kept: list[tuple[str, datetime.datetime]] = []
         for server_key in keys:
-            if server_key.status == ServerKey.Status.RETIRING:
-                server_key.status, server_key.retired = ServerKey.Status.RETIRED, now
-                server_key.save(update_fields=["status", "retired"])
-                retired.append(server_key.kid)
+            if server_key.status != ServerKey.Status.RETIRING:
+                continue
+            ready = retirement_time(server_key)
+            if ready is not None and now < ready and not force:
+                kept.append((server_key.kid, ready))
+                continue
+            server_key.status, server_key.retired = ServerKey.Status.RETIRED, now
+            server_key.save(update_fields=["status", "retired"])
+            retired.append(server_key.kid)
         upcoming = [key for key in keys if key.status == ServerKey.Status.NEXT]
         incoming = upcoming[0] if upcoming else generate_server_key(alg, status=ServerKey.Status.NEXT)
-        outgoing = next((key for key in keys if key.status == ServerKey.Status.ACTIVE), None)
-        if outgoing is not None:
-            outgoing.status, outgoing.retiring_since = ServerKey.Status.RETIRING, now
-            outgoing.save(update_fields=["status", "retiring_since"])
-        incoming.status, incoming.activated = ServerKey.Status.ACTIVE, now
-        incoming.save(update_fields=["status", "activated"])
-        following = generate_server_key(alg, status=ServerKey.Status.NEXT)
-        rotation = Rotation(
-            alg=alg,
-            activated=incoming.kid,
-            retiring=outgoing.kid if outgoing is not None else None,
-            next=following.kid,
-            retired=tuple(retired),
-        )
-        transaction.on_commit(bump_generation)
+        active = next((key for key in keys if key.status == ServerKey.Status.ACTIVE), None)
+        ready_at = activation_time(incoming)
+        if now < ready_at and not force:
+            rotation = Rotation(
+                alg=alg,
+                activated=None,
+                retiring=None,
+                next=incoming.kid,
+                retired=tuple(retired),
+                kept=tuple(kept),
+                ready_at=ready_at,
+            )
+        else:
+            outgoing = _make_active(incoming, keys, now)
+            following = generate_server_key(alg, status=ServerKey.Status.NEXT)
+            rotation = Rotation(
+                alg=alg,
+                activated=incoming.kid,
+                retiring=outgoing.kid if outgoing is not None else (active.kid if active else None),
+                next=following.kid,
+                retired=tuple(retired),
+                kept=tuple(kept),
+            )
         transaction.on_commit(lambda: server_key_rotated.send(sender=ServerKey, rotation=rotation))
     logger.info(
-        "JARM server keys rotated: alg=%s active=%s retiring=%s next=%s retired=%s",
+        "JARM server keys rotated: alg=%s active=%s next=%s retired=%s kept=%s",
         alg,
-        rotation.activated,
-        rotation.retiring,
+        rotation.activated or "-",
         rotation.next,
         ",".join(rotation.retired) or "-",
+        ",".join(kid for kid, _ in rotation.kept) or "-",
     )
     return rotation
+
+
+def describe_rotation(rotation: Rotation, now: datetime.datetime | None = None) -> str:
+    """``rotation`` in words, with what waits and until when."""
+    now = now or timezone.now()
+    parts = []
+    if rotation.activated:
+        parts.append(f"{rotation.alg}: {rotation.activated} is active; {rotation.retiring or 'no key'} is retiring")
+    else:
+        assert rotation.ready_at is not None
+        parts.append(
+            f"{rotation.alg}: no key activated: the next key {rotation.next} can sign from "
+            f"{_wait(rotation.ready_at, now)}, once clients' cached JWK Sets (max-age "
+            f"{jarm_settings.jwks_max_age} s) include it; rotate again then (or force it now)"
+        )
+    if rotation.activated:
+        parts.append(f"next {rotation.next}")
+    if rotation.retired:
+        parts.append(f"retired {', '.join(rotation.retired)}")
+    for kid, when in rotation.kept:
+        parts.append(f"kept {kid} until {_wait(when, now)}")
+    return "; ".join(parts) + "."
 
 
 def algs_due_for_rotation(older_than: datetime.timedelta) -> list[str]:
@@ -329,80 +443,78 @@ def algs_due_for_rotation(older_than: datetime.timedelta) -> list[str]:
     )
 
 
-# Cache --------------------------------------------------------------------------------
+# The published keys, as this process's snapshot holds them -----------------------------------
 
 
-def bump_generation() -> None:
-    """Tell every process that the server keys changed."""
-    shared_cache.bump(GENERATION_CACHE_KEY)
-    _store_snapshot(None)
+@dataclass(frozen=True)
+class PublishedKey:
+    kid: str
+    alg: str
+    status: str
+    public: dict[str, Any] = field(repr=False)
+    encrypted: str = field(repr=False)
+    created: datetime.datetime
+    retiring_since: datetime.datetime | None
 
 
-def _current_generation() -> Any:
-    return shared_cache.generations()[GENERATION_CACHE_KEY]
+@dataclass(frozen=True)
+class PublishedKeys:
+    """The server keys in the JWK Set (next, active, retiring), and the JWK Set document."""
+
+    keys: tuple[PublishedKey, ...]
+    jwks_json: bytes
+
+    def signer(self, alg: str, now: datetime.datetime) -> PublishedKey | None:
+        """The key that signs ``alg`` at ``now``.
+
+        The active key, once it has been published for R seconds (every process publishes it by
+        then); before that, the key that signed last (the most recently retiring one).
+        """
+        refresh = datetime.timedelta(seconds=publication_wait())
+        for key in self.keys:
+            if key.alg == alg and key.status == ServerKey.Status.ACTIVE and now >= key.created + refresh:
+                return key
+        retiring = [k for k in self.keys if k.alg == alg and k.status == ServerKey.Status.RETIRING and k.retiring_since]
+        return max(retiring, key=lambda k: k.retiring_since, default=None)  # type: ignore[arg-type, return-value]
+
+    def active_algs(self) -> set[str]:
+        return {key.alg for key in self.keys if key.status == ServerKey.Status.ACTIVE}
 
 
-@dataclass(frozen=True, eq=False)  # compared and hashed by identity: a new snapshot is a new state
-class _Snapshot:
-    generation: Any
-    loaded_at: float
-    #: alg -> (kid, encrypted private key) of the active key.
-    active: dict[str, tuple[str, str]]
-    published: list[dict[str, Any]]
+def published_keys() -> PublishedKeys:
+    """The published server keys of the current snapshot (loaded once per snapshot)."""
+    return state.current().memo("server-keys", None, _load_published_keys)
 
 
-_lock = threading.Lock()
-_snapshot: _Snapshot | None = None
-_parsed: OrderedDict[str, jwk.JWK] = OrderedDict()
-
-
-def _store_snapshot(value: _Snapshot | None) -> None:
-    global _snapshot
-    _snapshot = value
-
-
-def _load_snapshot() -> _Snapshot:
-    snapshot = _snapshot
-    generation = _current_generation()
-    now = time.monotonic()
-    if (
-        snapshot is not None
-        and snapshot.generation == generation
-        and now - snapshot.loaded_at < jarm_settings.KEY_CACHE_SECONDS
-    ):
-        return snapshot
-    active: dict[str, tuple[str, str]] = {}
-    published: list[dict[str, Any]] = []
-    rows = ServerKey.objects.published().values_list("kid", "alg", "status", "public_jwk", "private_jwk_encrypted")
-    for kid, alg, status, public, encrypted in rows:
-        published.append(public)
-        if status == ServerKey.Status.ACTIVE:
-            active[alg] = (kid, encrypted)
-    snapshot = _Snapshot(generation=generation, loaded_at=now, active=active, published=published)
-    _store_snapshot(snapshot)
-    return snapshot
-
-
-def clear_caches() -> None:
-    """Forget everything this process cached about server keys."""
-    with _lock:
-        _parsed.clear()
-    _store_snapshot(None)
-    shared_cache.forget_generations()
+def _load_published_keys() -> PublishedKeys:
+    rows = ServerKey.objects.published().order_by("alg", "-created")
+    keys = tuple(
+        PublishedKey(
+            kid=row.kid,
+            alg=row.alg,
+            status=row.status,
+            public=row.public_jwk,
+            encrypted=row.private_jwk_encrypted,
+            created=row.created,
+            retiring_since=row.retiring_since,
+        )
+        for row in rows
+    )
+    document: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for key in _dot_rsa_keys():
+        kid = key.thumbprint()
+        document.append(public_jwk_dict(key, alg="RS256", kid=kid))
+        seen.add(kid)
+    for published in keys:
+        if published.kid not in seen:
+            document.append(dict(published.public))
+            seen.add(published.kid)
+    return PublishedKeys(keys=keys, jwks_json=json.dumps({"keys": document}).encode("utf-8"))
 
 
 def _parsed_key(kid: str, encrypted: str) -> jwk.JWK:
-    with _lock:
-        key = _parsed.get(kid)
-        if key is not None:
-            _parsed.move_to_end(kid)
-            return key
-    key = decrypt_private_key(encrypted, kid=kid)
-    with _lock:
-        _parsed[kid] = key
-        while len(_parsed) > _PARSED_KEYS_MAX:
-            _parsed.popitem(last=False)
-    return key
+    return state.current().memo("signing-key", kid, lambda: decrypt_private_key(encrypted, kid=kid))
 
 
 # DOT's OIDC keys ------------------------------------------------------------------------
@@ -416,19 +528,7 @@ def _dot_rsa_keys() -> list[jwk.JWK]:
     return [jwk_from_pem(pem) for pem in pems]
 
 
-def _dot_signing_key() -> SigningKey | None:
-    keys = _dot_rsa_keys()
-    if not keys:
-        return None
-    return SigningKey(alg="RS256", kid=keys[0].thumbprint(), jwk=keys[0])
-
-
 # Public API ---------------------------------------------------------------------------
-
-
-def key_state() -> object:
-    """An object that changes whenever the published or active server keys may have changed."""
-    return _load_snapshot()
 
 
 def published_jwks() -> dict[str, list[dict[str, Any]]]:
@@ -437,68 +537,43 @@ def published_jwks() -> dict[str, list[dict[str, Any]]]:
     return document
 
 
-_published: tuple[object, tuple[str, ...], bytes] | None = None
-
-
 def published_jwks_json() -> bytes:
-    """:func:`published_jwks` serialised, rebuilt only when the keys or DOT's key settings change."""
-    global _published
-    snapshot = _load_snapshot()
-    pems = (oauth2_settings.OIDC_RSA_PRIVATE_KEY, *oauth2_settings.OIDC_RSA_PRIVATE_KEYS_INACTIVE)
-    cached = _published
-    if cached is not None and cached[0] is snapshot and cached[1] == pems:
-        return cached[2]
-    keys: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for key in _dot_rsa_keys():
-        kid = key.thumbprint()
-        keys.append(public_jwk_dict(key, alg="RS256", kid=kid))
-        seen.add(kid)
-    for public in snapshot.published:
-        if public["kid"] not in seen:
-            keys.append(dict(public))
-            seen.add(public["kid"])
-    document = json.dumps({"keys": keys}).encode("utf-8")
-    _published = (snapshot, pems, document)
-    return document
+    """:func:`published_jwks` serialised, as the JWKS endpoint serves it."""
+    return published_keys().jwks_json
 
 
 def available_signing_algs() -> list[str]:
-    """Enabled algorithms this server can sign with right now (HS* when enabled)."""
-    snapshot = _load_snapshot()
-    has_dot_key = bool(oauth2_settings.OIDC_RSA_PRIVATE_KEY)
-    available = []
-    for alg in jarm_settings.signing_algs:
-        if alg in SYMMETRIC_SIGNING_ALGS or alg in snapshot.active or (alg == "RS256" and has_dot_key):
-            available.append(alg)
-    return available
+    """Enabled algorithms this server can sign with (HS* when enabled)."""
+    active = published_keys().active_algs()
+    if oauth2_settings.OIDC_RSA_PRIVATE_KEY:
+        active.add("RS256")
+    return [alg for alg in jarm_settings.signing_algs if alg in SYMMETRIC_SIGNING_ALGS or alg in active]
 
 
 def get_signing_key(alg: str, application: Any) -> SigningKey:
-    """The key to sign ``application``'s response with ``alg``.
-
-    Raises :class:`ConfigurationError` (with a reason safe to log) when there is none.
-    """
+    """The key to sign ``application``'s response with ``alg``; :class:`KeyUnavailable` when none."""
     if alg not in jarm_settings.signing_algs:
-        raise ConfigurationError(f"{alg} is not enabled in JARM['SIGNING_ALGS_SUPPORTED'] (or the profile).")
+        raise KeyUnavailable(f"{alg} is not enabled in JARM['SIGNING_ALGS_SUPPORTED'] (or the profile).")
     if alg in SYMMETRIC_SIGNING_ALGS:
         return _client_secret_key(alg, application)
-    active = _load_snapshot().active.get(alg)
-    if active is not None:
-        kid, encrypted = active
-        return SigningKey(alg=alg, kid=kid, jwk=_parsed_key(kid, encrypted))
+    published = published_keys()
+    signer = published.signer(alg, timezone.now())
+    if signer is not None:
+        return SigningKey(alg=alg, kid=signer.kid, jwk=_parsed_key(signer.kid, signer.encrypted))
     if alg == "RS256":
-        dot_key = _dot_signing_key()
-        if dot_key is not None:
-            return dot_key
-    raise ConfigurationError(f"No active server key for {alg}; run `manage.py jarm_keys generate --alg {alg}`.")
+        dot_keys = _dot_rsa_keys()
+        if dot_keys:
+            return SigningKey(alg="RS256", kid=dot_keys[0].thumbprint(), jwk=dot_keys[0])
+    if alg in published.active_algs():
+        raise KeyUnavailable(f"The new {alg} key starts signing once every process publishes it (within a second).")
+    raise KeyUnavailable(f"No active server key for {alg}; run `manage.py jarm_keys generate --alg {alg}`.")
 
 
 def _client_secret_key(alg: str, application: Any) -> SigningKey:
     # OpenID Connect Core 10.1: the MAC key is the octets of the UTF-8 client_secret.
     problem = hmac_secret_problem(application, alg)
     if problem:
-        raise ConfigurationError(problem)
+        raise KeyUnavailable(problem)
     secret = application.client_secret.encode("utf-8")
     key = jwk.JWK(kty="oct", k=base64url_encode(secret))
     # RFC 7638 thumbprint of the secret's JWK: identifies the secret version, reveals nothing

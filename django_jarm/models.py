@@ -1,32 +1,20 @@
-"""Per-client JARM settings and the server's signing keys."""
+"""Per-client JARM settings, the server's signing keys, and the version row that announces changes."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import models
-from django.db.models import Q
+from django.db import models, router, transaction
+from django.db.models import F, Q
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from oauth2_provider.settings import oauth2_settings
 
-from .conf import (
-    ALL_ENCRYPTION_ALGS,
-    ALL_ENCRYPTION_ENCS,
-    ALL_RESPONSE_MODES,
-    ALL_SIGNING_ALGS,
-    SYMMETRIC_ENCRYPTION_ALGS,
-    SYMMETRIC_SIGNING_ALGS,
-    jarm_settings,
-)
-from .exceptions import ConfigurationError
-
-#: JWK members that only a private or symmetric key has (RFC 7518 6.2.2, 6.3.2, 6.4; RFC 8037).
-PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
-
-#: Minimum client_secret length in octets for HMAC signing (OpenID Connect Core 16.19).
-HMAC_MIN_SECRET_OCTETS = {"HS256": 32, "HS384": 48, "HS512": 64}
+from .conf import ALL_ENCRYPTION_ALGS, ALL_ENCRYPTION_ENCS, ALL_SIGNING_ALGS, jarm_settings
+from .validation import ClientMetadata, client_metadata_errors
 
 
 def _choices(values: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -102,6 +90,13 @@ class ClientSettings(models.Model):
     def __str__(self) -> str:
         return f"JARM settings of {self.application.client_id}"
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # DESIGN 6.1: the version that tells every process to reload is written in the same
+        # transaction as the change.
+        with transaction.atomic(using=kwargs.get("using") or router.db_for_write(type(self))):
+            super().save(*args, **kwargs)
+            StateVersion.bump(using=self._state.db)
+
     @property
     def signing_alg(self) -> str:
         """The JWS algorithm this client's responses are signed with."""
@@ -109,166 +104,29 @@ class ClientSettings(models.Model):
 
     @property
     def encryption_enc(self) -> str:
-        if not self.authorization_encrypted_response_alg:
-            return ""
-        return self.authorization_encrypted_response_enc or "A128CBC-HS256"
+        return self.metadata().encryption_enc
 
     @property
     def is_encrypted(self) -> bool:
         return bool(self.authorization_encrypted_response_alg)
 
+    def metadata(self) -> ClientMetadata:
+        """The JARM client metadata this row stores."""
+        return ClientMetadata(
+            authorization_signed_response_alg=self.authorization_signed_response_alg,
+            authorization_encrypted_response_alg=self.authorization_encrypted_response_alg,
+            authorization_encrypted_response_enc=self.authorization_encrypted_response_enc,
+            jwks=self.jwks,
+            jwks_uri=self.jwks_uri,
+            response_modes=self.response_modes,
+            require_jarm=self.require_jarm,
+        )
+
     def clean(self) -> None:
-        errors: dict[str, list[Any]] = {}
-
-        def add(field: str, message: Any) -> None:
-            errors.setdefault(field, []).append(message)
-
-        alg = self.authorization_signed_response_alg
-        if alg == "none" or alg not in ("", *ALL_SIGNING_ALGS):
-            add("authorization_signed_response_alg", _("Unsupported signing algorithm."))
-        elif alg and alg not in jarm_settings.signing_algs:
-            add(
-                "authorization_signed_response_alg",
-                _("%(alg)s is not enabled on this server (JARM['SIGNING_ALGS_SUPPORTED'] or the profile).")
-                % {"alg": alg},
-            )
-        elif alg in SYMMETRIC_SIGNING_ALGS and self.application_id is not None:
-            problem = hmac_secret_problem(self.application, alg)
-            if problem:
-                add("authorization_signed_response_alg", problem)
-        if self.authorization_encrypted_response_enc and not self.authorization_encrypted_response_alg:
-            # JARM 3: authorization_encrypted_response_enc requires authorization_encrypted_response_alg.
-            add(
-                "authorization_encrypted_response_alg",
-                _("Choose an encryption algorithm, or clear the content encryption."),
-            )
-        encryption_alg = self.authorization_encrypted_response_alg
-        if encryption_alg and encryption_alg not in jarm_settings.encryption_algs:
-            add(
-                "authorization_encrypted_response_alg",
-                _("%(alg)s is not enabled on this server (JARM['ENCRYPTION_ALGS_SUPPORTED'] or the profile).")
-                % {"alg": encryption_alg},
-            )
-        enc = self.authorization_encrypted_response_enc
-        if enc and enc not in jarm_settings.encryption_encs:
-            add(
-                "authorization_encrypted_response_enc",
-                _("%(enc)s is not enabled on this server (JARM['ENCRYPTION_ENCS_SUPPORTED']).") % {"enc": enc},
-            )
-        self._clean_encryption_key(add)
-        if not isinstance(self.response_modes, list) or any(
-            mode not in ALL_RESPONSE_MODES for mode in self.response_modes
-        ):
-            add(
-                "response_modes",
-                _("Give a list of response modes among: %(modes)s.") % {"modes": ", ".join(ALL_RESPONSE_MODES)},
-            )
-        if self.jwks not in (None, "", {}):
-            problem = jwks_problem(self.jwks)
-            if problem:
-                add("jwks", problem)
-        if self.jwks and self.jwks_uri:
-            add("jwks_uri", _("Give either a JWK Set or a JWK Set URL, not both."))
-        allow_http = jarm_settings.CLIENT_JWKS_ALLOW_HTTP and self.jwks_uri.startswith("http://")
-        if self.jwks_uri and not self.jwks_uri.startswith("https://") and not allow_http:
-            add("jwks_uri", _("The JWK Set URL must use https."))
+        application = self.application if self.application_id is not None else None
+        errors = client_metadata_errors(self.metadata(), application)
         if errors:
             raise ValidationError(errors)
-
-    def _clean_encryption_key(self, add: Any) -> None:
-        from .client_keys import select_key
-
-        alg = self.authorization_encrypted_response_alg
-        if not alg or alg not in ALL_ENCRYPTION_ALGS or self.encryption_enc not in ALL_ENCRYPTION_ENCS:
-            return  # the field's own validation reports an unknown name
-        if alg in SYMMETRIC_ENCRYPTION_ALGS:
-            if self.application_id is not None:
-                problem = symmetric_encryption_secret_problem(self.application, alg, self.encryption_enc)
-                if problem:
-                    add("authorization_encrypted_response_alg", problem)
-            return
-        if not self.jwks and not self.jwks_uri:
-            message = _("%(alg)s encrypts to the client's public key: give its JWK Set or JWK Set URL.")
-            add("jwks", message % {"alg": alg})
-        elif self.jwks and not jwks_problem(self.jwks):
-            try:
-                select_key(self.jwks, alg)
-            except ConfigurationError as exc:
-                add("jwks", str(exc))
-
-
-def hmac_secret_problem(application: Any, alg: str) -> str:
-    """Why ``application``'s client secret cannot key ``alg``, or ``""`` when it can."""
-    # OpenID Connect Core 10.1 and 16.19: the raw secret is the MAC key, as long as the key.
-    return _secret_problem(application, alg, HMAC_MIN_SECRET_OCTETS[alg])
-
-
-def symmetric_encryption_secret_problem(application: Any, alg: str, enc: str) -> str:
-    """Why ``application``'s secret cannot derive an ``alg``/``enc`` key, or ``""``."""
-    from .client_keys import secret_key_octets
-
-    try:
-        needed = secret_key_octets(alg, enc)
-    except ConfigurationError as exc:
-        return str(exc)
-    # OpenID Connect Core 10.2 and 16.19: the key is derived from the secret, which must hold
-    # at least as many octets as the key.
-    return _secret_problem(application, alg, needed)
-
-
-def _secret_problem(application: Any, alg: str, needed: int) -> str:
-    from oauth2_provider.models import AbstractApplication
-
-    if application.client_type != AbstractApplication.CLIENT_CONFIDENTIAL:
-        return str(_("%(alg)s needs a confidential client; public clients have no secret.") % {"alg": alg})
-    secret = application.client_secret or ""
-    if getattr(application, "hash_client_secret", True) or _is_hashed(secret):
-        return str(
-            _(
-                "%(alg)s uses the client secret as key material, and this client stores it hashed. Turn "
-                "off 'hash client secret' and set a new secret, or choose an asymmetric algorithm."
-            )
-            % {"alg": alg}
-        )
-    if len(secret.encode("utf-8")) < needed:
-        return str(
-            _("%(alg)s needs a client secret of at least %(n)d octets (OpenID Connect Core 16.19).")
-            % {"alg": alg, "n": needed}
-        )
-    return ""
-
-
-def _is_hashed(secret: str) -> bool:
-    from django.contrib.auth.hashers import identify_hasher
-
-    if not secret:
-        return False
-    try:
-        identify_hasher(secret)
-    except ValueError:
-        return False
-    return True
-
-
-def jwks_problem(value: Any) -> str:
-    """Why ``value`` is not an acceptable public JWK Set, or ``""``."""
-    if not isinstance(value, dict) or not isinstance(value.get("keys"), list):
-        return str(_('A JWK Set is a JSON object with a "keys" list.'))
-    for key in value["keys"]:
-        if not isinstance(key, dict) or not isinstance(key.get("kty"), str):
-            return str(_('Every key needs a "kty".'))
-        if PRIVATE_JWK_MEMBERS & key.keys():
-            return str(_("The JWK Set holds private or symmetric key material; publish public keys only."))
-        # RFC 7517 4: these members are strings (key_ops a list of strings) when present.
-        for member in ("kid", "use", "alg", "crv", "n", "e", "x", "y"):
-            if member in key and not isinstance(key[member], str):
-                return str(_('The "%(member)s" member of a key must be a string.') % {"member": member})
-        operations = key.get("key_ops")
-        if operations is not None and not (
-            isinstance(operations, list) and all(isinstance(operation, str) for operation in operations)
-        ):
-            return str(_('"key_ops" must be a list of strings.'))
-    return ""
 
 
 class ServerKeyQuerySet(models.QuerySet["ServerKey"]):
@@ -324,3 +182,47 @@ class ServerKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.alg} {self.kid} ({self.status})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        with transaction.atomic(using=kwargs.get("using") or router.db_for_write(type(self))):
+            super().save(*args, **kwargs)
+            StateVersion.bump(using=self._state.db)
+
+
+class StateVersion(models.Model):
+    """One row whose ``version`` moves on with every committed change of keys or client settings.
+
+    Each process compares it with the version of its snapshot (at most every
+    ``STATE_REFRESH_SECONDS``) and reloads when it moved: a change applies everywhere within that
+    bound, whatever the cache backend (DESIGN 6.1).
+    """
+
+    SINGLETON = 1
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON)
+    version = models.BigIntegerField(default=0, help_text=_("Moves on with every change of keys or client settings."))
+
+    class Meta:
+        verbose_name = _("JARM state version")
+
+    def __str__(self) -> str:
+        return f"JARM state version {self.version}"
+
+    @classmethod
+    def bump(cls, *, using: str | None = None) -> None:
+        """Announce a change; call inside the transaction that makes it."""
+        manager = cls.objects.db_manager(using)
+        if not manager.filter(pk=cls.SINGLETON).update(version=F("version") + 1):
+            manager.get_or_create(pk=cls.SINGLETON, defaults={"version": 1})
+
+    @classmethod
+    def current(cls, *, using: str | None = None) -> int:
+        value = cls.objects.db_manager(using).filter(pk=cls.SINGLETON).values_list("version", flat=True).first()
+        return int(value or 0)
+
+
+@receiver(post_delete, sender=ClientSettings, dispatch_uid="django_jarm.client_settings.deleted")
+@receiver(post_delete, sender=ServerKey, dispatch_uid="django_jarm.server_key.deleted")
+def _bump_on_delete(sender: Any, instance: Any, using: str, **kwargs: Any) -> None:
+    # Sent inside the deletion's transaction (cascades from a deleted Application included).
+    StateVersion.bump(using=using)

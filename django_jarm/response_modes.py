@@ -18,7 +18,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 
 from .conf import jarm_settings
-from .exceptions import ProtocolError, ResponseModeNotAllowed, UnsupportedResponseMode
+from .exceptions import Refusal
 
 try:  # DOT master moved its helpers to oauth2_provider.core.
     from oauth2_provider.core.http import OAuth2ResponseRedirect
@@ -204,7 +204,11 @@ class ModeDecision:
 
     requested: str | None
     mode: ResponseMode
-    error: ProtocolError | None = None
+    refusal: Refusal | None = None
+
+
+def _invalid(description: str) -> Refusal:
+    return Refusal("invalid_request", description)
 
 
 def resolve_response_mode(requested: Sequence[str], response_type: str, policy: ClientPolicy) -> ModeDecision:
@@ -213,10 +217,12 @@ def resolve_response_mode(requested: Sequence[str], response_type: str, policy: 
     supported = jarm_settings.response_modes
     if len(requested) > 1:
         # RFC 6749 3.1: request parameters must not be included more than once.
-        return ModeDecision(None, default, UnsupportedResponseMode("response_mode must not be repeated."))
+        return ModeDecision(None, default, _invalid("response_mode must not be repeated."))
     name = requested[0] if requested else None
     if name is not None and (name not in supported or (name != "jwt" and name not in RESPONSE_MODES)):
-        return ModeDecision(name, default, UnsupportedResponseMode("Unsupported response_mode."))
+        # Unknown or not offered: it cannot be honoured, so the error goes back in the plain default
+        # mode of the response type (as the certified reference implementation does).
+        return ModeDecision(name, default, _invalid("Unsupported response_mode."))
 
     resolved = jwt_mode_name(response_type) if name == "jwt" else (name or default.name)
     mode = RESPONSE_MODES[resolved]
@@ -225,7 +231,8 @@ def resolve_response_mode(requested: Sequence[str], response_type: str, policy: 
         twin = resolved if mode.is_jwt else f"{mode.plain_name}.jwt"
         if twin == "query.jwt" and carries_tokens(response_type) and not policy.encrypted:
             twin = "fragment.jwt"
-        return ModeDecision(name, RESPONSE_MODES[twin], ResponseModeNotAllowed(description))
+        # A supported mode refused by policy: the refusal itself travels as a JWT.
+        return ModeDecision(name, RESPONSE_MODES[twin], _invalid(description))
 
     if name is None and default.name not in supported:
         return refuse("This server requires response_mode=jwt.")
@@ -238,7 +245,7 @@ def resolve_response_mode(requested: Sequence[str], response_type: str, policy: 
         return refuse("This response_mode is not allowed for this client.")
     if resolved == "query" and carries_tokens(response_type):
         # OAuth 2.0 Multiple Response Types 2.1: tokens must not travel in the query.
-        return ModeDecision(name, default, ResponseModeNotAllowed("response_mode=query cannot carry tokens."))
+        return ModeDecision(name, default, _invalid("response_mode=query cannot carry tokens."))
     if resolved == "query.jwt" and carries_tokens(response_type) and not policy.encrypted:
         # JARM 2.3.1: query.jwt must not carry tokens unless the response is encrypted.
         return refuse("response_mode=query.jwt cannot carry tokens unless the response is encrypted.")

@@ -1,9 +1,12 @@
-"""The JARM authorization view, and the discovery, metadata and JWKS views.
+"""DOT's seams, adapted to the core request path (:mod:`django_jarm.authorization`), and the
+discovery, metadata and JWKS views.
 
-:class:`JARMAuthorizationMixin` goes before DOT's ``AuthorizationView``. It captures the
-request context where DOT validates (``validate_authorization_request``,
-``create_authorization_response``, ``error_response``) and answers in ``redirect()``, the one
-method every client-bound response passes through.
+:class:`JARMAuthorizationMixin` goes before DOT's ``AuthorizationView``. Where DOT has verified
+the client and the redirect URI (``validate_authorization_request``,
+``create_authorization_response``, or an error DOT hands to ``error_response``) it asks the core
+for the :class:`~django_jarm.authorization.ResponsePlan`; a planned refusal becomes DOT's error
+type there, and only there. ``redirect()``, the one method every client-bound response passes
+through, hands DOT's parameters to :func:`~django_jarm.authorization.deliver`.
 """
 
 from __future__ import annotations
@@ -11,9 +14,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from django.db import DataError
 from django.http import HttpRequest, HttpResponse
@@ -25,16 +27,11 @@ from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views import AuthorizationView, ConnectDiscoveryInfoView, OAuthServerMetadataView
 from oauthlib.oauth2.rfc6749.errors import CustomOAuth2Error, MismatchingRedirectURIError
 
-from . import tokens
-from .client_keys import EncryptionKey, get_encryption_key
-from .clients import client_settings_for
-from .conf import jarm_settings, settings_epoch
-from .exceptions import ConfigurationError, JARMError, ProtocolError, ResponseNotBuildable
+from . import authorization, state
+from .authorization import PUSHED_REQUEST_URI_PREFIX, AuthorizationRequest, ResponsePlan, get_issuer
+from .conf import jarm_settings
 from .forms import JARMAllowForm
-from .keys import SigningKey, available_signing_algs, get_signing_key, key_state, published_jwks_json
-from .models import ClientSettings
-from .response_modes import RESPONSE_MODES, ClientPolicy, ModeDecision, Params, resolve_response_mode
-from .signals import response_issued
+from .keys import available_signing_algs, published_jwks_json
 
 try:  # DOT master moved its helpers to oauth2_provider.core.
     from oauth2_provider.core.exceptions import FatalClientError, OAuthToolkitError
@@ -51,59 +48,9 @@ except ImportError:  # pragma: no cover - DOT without the Django 5.1 shim
 
 logger = logging.getLogger(__name__)
 
-#: What create_authorization_response() hands DOT instead of the response URL.
+#: What create_authorization_response() hands DOT instead of the response URL, which DOT would
+#: log at DEBUG with the code and tokens in it; redirect() swaps the real one back in.
 PENDING_RESPONSE = "urn:django-jarm:pending-response"
-SERVER_ERROR_DESCRIPTION = "The authorization server cannot produce a signed response for this client."
-
-
-_issuers: dict[tuple[Any, ...], str] = {}
-
-
-def get_issuer(request: HttpRequest) -> str:
-    """The issuer identifier: ``JARM["ISSUER"]``, else DOT's (OIDC issuer when OIDC is on)."""
-    if jarm_settings.ISSUER:
-        return str(jarm_settings.ISSUER)
-    # DOT derives it from the request's scheme and host and a reverse(): the same answer for
-    # the same (scheme, host, URLconf, settings), so it is computed once per combination.
-    memo_key = (request.scheme, request.get_host(), getattr(request, "urlconf", None), settings_epoch())
-    issuer = _issuers.get(memo_key)
-    if issuer is None:
-        if oauth2_settings.OIDC_ENABLED:
-            issuer = str(oauth2_settings.oidc_issuer(request))
-        else:
-            issuer = str(oauth2_settings.oauth2_authorization_server_issuer(request))
-        if len(_issuers) >= 64:
-            _issuers.clear()
-        _issuers[memo_key] = issuer
-    return issuer
-
-
-def client_settings_of(application: Any) -> ClientSettings | None:
-    try:
-        settings: ClientSettings = application.jarm
-        return settings
-    except ClientSettings.DoesNotExist:
-        return None
-
-
-def response_parameters(url: str, redirect_uri: str, *, keep_iss: bool = False) -> list[tuple[str, str]]:
-    """The response parameters DOT put on ``url``: fragment and query, minus the redirect URI's own query.
-
-    DOT's RFC 9207 ``iss`` parameter is dropped unless ``keep_iss``: in a JWT mode ``iss``
-    lives inside the JWT (FAPI 2.0 Message Signing 5.4.1).
-    """
-    parts = urlsplit(url)
-    own = parse_qsl(urlsplit(redirect_uri).query, keep_blank_values=True)
-    params: list[tuple[str, str]] = []
-    for pair in parse_qsl(parts.query, keep_blank_values=True):
-        if pair in own:
-            own.remove(pair)
-        else:
-            params.append(pair)
-    params.extend(parse_qsl(parts.fragment, keep_blank_values=True))
-    if keep_iss:
-        return params
-    return [(name, value) for name, value in params if name != "iss"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -133,27 +80,14 @@ def unstorable_parameter(request: HttpRequest) -> str | None:
     return None
 
 
-@dataclass
-class AuthorizationContext:
-    """What the response to one authorization request depends on, captured while DOT validates."""
-
-    application: Any
-    client_id: str
-    redirect_uri: str
-    response_type: str
-    state: str | None
-    decision: ModeDecision
-    signing_key: SigningKey | None = None
-    encryption_key: EncryptionKey | None = None
-    #: The URL DOT built, kept out of DOT's hands (and logs) until redirect().
-    pending_url: str = field(default="", repr=False)
-
-
 class JARMAuthorizationMixin:
     """Answers DOT's authorization endpoint in the requested (JWT) response mode."""
 
     request: HttpRequest
-    jarm_context: AuthorizationContext | None = None
+    #: The core's decision for this request, made once where DOT has verified the client.
+    jarm_plan: ResponsePlan | None = None
+    #: The URL DOT built, kept out of DOT's hands (and logs) until redirect().
+    _jarm_pending_url: str = ""
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         problem = unstorable_parameter(request)
@@ -177,13 +111,11 @@ class JARMAuthorizationMixin:
         initial["response_mode"] = self.request.GET.get("response_mode", "")
         return initial
 
-    # Hooks -------------------------------------------------------------------------
-
     def get_requested_response_modes(self) -> list[str]:
         """The ``response_mode`` values of this request; more than one is an error.
 
-        On the consent POST the form's hidden field is authoritative (under PAR the URL
-        carries only ``request_uri``); a different value in the URL counts as a repeat.
+        On the consent POST the form's hidden field is authoritative (under PAR the URL carries
+        only ``request_uri``); a different value in the URL counts as a repeat.
         """
         request = self.request
         queried = [value for value in request.GET.getlist("response_mode") if value]
@@ -194,211 +126,108 @@ class JARMAuthorizationMixin:
             return posted
         return queried
 
-    def get_client_policy(self, application: Any, settings: ClientSettings | None, response_type: str) -> ClientPolicy:
-        """The response mode policy for ``application`` asking for ``response_type``."""
-        require_jarm = bool(
-            jarm_settings.REQUIRE_JARM
-            or (settings is not None and settings.require_jarm)
-            # FAPI 1.0 Advanced 5.2.2-2 and FAPI 2.0 Message Signing 5.4.1: the code flow uses JARM.
-            or (jarm_settings.PROFILE is not None and response_type == "code")
-        )
-        return ClientPolicy(
-            allowed_modes=tuple(settings.response_modes) if settings is not None else (),
-            require_jarm=require_jarm,
-            encrypted=settings is not None and settings.is_encrypted,
-        )
-
-    def get_signing_alg(self, application: Any, settings: ClientSettings | None) -> str:
-        """The JWS algorithm of ``application``'s responses."""
-        return settings.signing_alg if settings is not None else jarm_settings.default_signing_alg
-
-    def get_response_claims(self, context: AuthorizationContext, params: Params) -> dict[str, Any]:
-        """The JWT claims for ``params``; runs once per JWT response."""
-        return tokens.response_claims(
-            params,
-            issuer=get_issuer(self.request),
-            client_id=context.client_id,
-            lifetime=int(jarm_settings.RESPONSE_LIFETIME),
-            include_iat=bool(jarm_settings.INCLUDE_IAT),
-        )
-
-    # DOT's seams -------------------------------------------------------------------
+    # DOT's seams -------------------------------------------------------------------------------
 
     def validate_authorization_request(self, request: HttpRequest) -> tuple[Any, dict[str, Any]]:
         scopes, credentials = super().validate_authorization_request(request)  # type: ignore[misc]
         # oauthlib has verified the client and the redirect URI (fatal errors come first).
-        self._bind(credentials)
-        self._raise_for_refusal()
+        self._plan_or_refuse(credentials)
         return scopes, credentials
 
     def create_authorization_response(
         self, request: HttpRequest, scopes: Any, credentials: dict[str, Any], allow: bool
     ) -> Any:
-        self._bind(credentials, verify_redirect_uri=True)
-        self._raise_for_refusal()
+        # The consent POST arrives here first; DOT does not re-check its hidden redirect_uri on deny.
+        self._plan_or_refuse(credentials, verify_redirect_uri=True)
         uri, headers, body, status = super().create_authorization_response(  # type: ignore[misc]
             request, scopes, credentials, allow
         )
-        if self.jarm_context is not None:
-            # DOT logs the URL it gets back ("Success url for the request: ..."), code and tokens
-            # included. Keep the real one here; redirect() swaps it back in.
-            self.jarm_context.pending_url = uri
-            uri = PENDING_RESPONSE
-        return uri, headers, body, status
+        self._jarm_pending_url = uri
+        return PENDING_RESPONSE, headers, body, status
 
     def error_response(self, error: Any, application: Any, **kwargs: Any) -> HttpResponse:
-        if self.jarm_context is None and not isinstance(error, FatalClientError):
+        if self.jarm_plan is None and not isinstance(error, FatalClientError):
+            # An error DOT raised before we could plan (a GET validation error, invalid_target on
+            # the consent POST): plan from what the error knows, then answer our refusal, if any,
+            # in place of DOT's error.
             oauthlib_error = error.oauthlib_error
-            # oauthlib's own errors carry the client it verified (with the redirect URI) before
-            # raising them. Errors DOT builds itself (invalid_target on the consent POST) carry
-            # neither: the client comes from the request and its redirect URI is checked here.
-            verified = bool(oauthlib_error.client_id)
             submitted = self.request.POST if self.request.method == "POST" else self.request.GET
+            credentials = {
+                "client_id": oauthlib_error.client_id or submitted.get("client_id"),
+                "redirect_uri": oauthlib_error.redirect_uri,
+                "response_type": oauthlib_error.response_type or submitted.get("response_type"),
+                "state": oauthlib_error.state,
+            }
             try:
-                self._bind(
-                    {
-                        "client_id": oauthlib_error.client_id or submitted.get("client_id"),
-                        "redirect_uri": oauthlib_error.redirect_uri,
-                        "response_type": oauthlib_error.response_type or submitted.get("response_type"),
-                        "state": oauthlib_error.state,
-                    },
-                    verify_redirect_uri=not verified,
-                )
+                # oauthlib's own errors carry the client it verified; DOT's own ones do not.
+                refusal = self._plan(credentials, verify_redirect_uri=not oauthlib_error.client_id)
             except FatalClientError as fatal:
                 error = fatal
             else:
-                error = self._refusal() or error
+                error = refusal or error
         response: HttpResponse = super().error_response(error, application, **kwargs)  # type: ignore[misc]
         return response
 
     def redirect(self, redirect_to: str, application: Any) -> HttpResponse:
-        context = self.jarm_context
-        if context is None:
+        plan = self.jarm_plan
+        if plan is None:
             if any(mode == "jwt" or mode.endswith(".jwt") for mode in self.get_requested_response_modes()):
                 # Never a response in the clear to a request that asked for a JWT.
                 return HttpResponse("The authorization response cannot be delivered.", status=400)
             plain: HttpResponse = super().redirect(redirect_to, application)  # type: ignore[misc]
             return plain
         if redirect_to == PENDING_RESPONSE:
-            redirect_to, context.pending_url = context.pending_url, ""
-        mode = context.decision.mode
-        params = response_parameters(redirect_to, context.redirect_uri, keep_iss=not mode.is_jwt)
-        return self.render_response(context, params)
-
-    # Internals ---------------------------------------------------------------------
-
-    def render_response(self, context: AuthorizationContext, params: Params) -> HttpResponse:
-        """Deliver ``params`` in the decided mode, signed (and encrypted) when it is a JWT mode."""
-        mode = context.decision.mode
-        signing_key = context.signing_key if mode.is_jwt else None
-        encryption_key = context.encryption_key if mode.is_jwt else None
-        error = dict(params).get("error")
-        if mode.is_jwt:
-            try:
-                if signing_key is None:
-                    raise ConfigurationError("No signing key was resolved.")
-                token = tokens.sign(self.get_response_claims(context, params), signing_key)
-                if encryption_key is not None:
-                    token = tokens.encrypt(token, encryption_key)
-                params = [("response", token)]
-            except JARMError as exc:
-                logger.error(
-                    "JARM response not built: client_id=%s mode=%s reason=%s", context.client_id, mode.name, exc
-                )
-                mode = RESPONSE_MODES[mode.plain_name]
-                params = self._error_params(ResponseNotBuildable(SERVER_ERROR_DESCRIPTION), context.state)
-                signing_key = encryption_key = None
-                error = ResponseNotBuildable.error
-        response = mode.render(
-            self.request, context.redirect_uri, params, allowed_schemes=context.application.get_allowed_schemes()
+            redirect_to, self._jarm_pending_url = self._jarm_pending_url, ""
+        params = authorization.response_parameters(
+            redirect_to, plan.request.redirect_uri, keep_iss=not plan.mode.is_jwt
         )
+        return authorization.deliver(self.request, plan, params)
+
+    # Adapting ----------------------------------------------------------------------------------
+
+    def _plan_or_refuse(self, credentials: dict[str, Any], *, verify_redirect_uri: bool = False) -> None:
+        refusal = self._plan(credentials, verify_redirect_uri=verify_redirect_uri)
+        if refusal is not None:
+            raise refusal
+
+    def _plan(self, credentials: dict[str, Any], *, verify_redirect_uri: bool = False) -> OAuthToolkitError | None:
+        """Plan this request's response (once), and return its refusal as DOT's error type."""
+        if self.jarm_plan is None:
+            client_id = str(credentials.get("client_id") or "")
+            redirect_uri = str(credentials.get("redirect_uri") or "")
+            application = self._application(credentials, client_id)
+            if application is None or not redirect_uri:
+                raise FatalClientError(MismatchingRedirectURIError(description="Unknown client or redirect URI."))
+            if verify_redirect_uri and not application.redirect_uri_allowed(redirect_uri):
+                raise FatalClientError(MismatchingRedirectURIError())
+            submitted = self.request.POST if self.request.method == "POST" else self.request.GET
+            request_uri = self.request.GET.get("request_uri") or submitted.get("request_uri") or ""
+            self.jarm_plan = authorization.plan(
+                self.request,
+                application,
+                AuthorizationRequest(
+                    client_id=client_id,
+                    redirect_uri=redirect_uri,
+                    response_type=str(credentials.get("response_type") or ""),
+                    state=credentials.get("state") or None,
+                    response_modes=tuple(self.get_requested_response_modes()),
+                    request_object="request" in self.request.GET or "request" in submitted,
+                    request_uri=bool(request_uri) and not request_uri.startswith(PUSHED_REQUEST_URI_PREFIX),
+                ),
+            )
+        refusal = self.jarm_plan.refusal
+        if refusal is None:
+            return None
         logger.info(
-            "Authorization response: client_id=%s mode=%s alg=%s kid=%s enc=%s error=%s",
-            context.client_id,
-            mode.name,
-            signing_key.alg if signing_key else "-",
-            signing_key.kid if signing_key else "-",
-            encryption_key.alg if encryption_key else "-",
-            error or "-",
+            "Authorization request refused: client_id=%s error=%s reason=%s",
+            self.jarm_plan.request.client_id,
+            refusal.error,
+            refusal.description,
         )
-        response_issued.send(
-            sender=type(self),
-            request=self.request,
-            client_id=context.client_id,
-            response_mode=mode.name,
-            alg=signing_key.alg if signing_key else None,
-            kid=signing_key.kid if signing_key else None,
-            encrypted=encryption_key is not None,
-            error=error,
-        )
-        return response
-
-    @staticmethod
-    def _error_params(error: ProtocolError, state: str | None) -> list[tuple[str, str]]:
-        params = [("error", error.error), ("error_description", error.description)]
-        if state:
-            params.append(("state", state))
-        return params
-
-    def _bind(self, credentials: dict[str, Any], *, verify_redirect_uri: bool = False) -> None:
-        client_id = str(credentials.get("client_id") or "")
-        redirect_uri = str(credentials.get("redirect_uri") or "")
-        response_type = credentials.get("response_type") or ""
-        state = credentials.get("state") or None
-        current = self.jarm_context
-        if current is not None and (
-            current.client_id,
-            current.redirect_uri,
-            current.response_type,
-            current.state,
-        ) == (
-            client_id,
-            redirect_uri,
-            response_type,
-            state,
-        ):
-            return
-        application = self._application(credentials, client_id)
-        if application is None or not redirect_uri:
-            raise FatalClientError(MismatchingRedirectURIError(description="Unknown client or redirect URI."))
-        if verify_redirect_uri and not application.redirect_uri_allowed(redirect_uri):
-            # DOT does not re-check the consent form's hidden redirect_uri when the user denies.
-            raise FatalClientError(MismatchingRedirectURIError())
-        settings = client_settings_for(application)
-        decision = resolve_response_mode(
-            self.get_requested_response_modes(),
-            response_type,
-            self.get_client_policy(application, settings, response_type),
-        )
-        signing_key = encryption_key = None
-        if decision.mode.is_jwt:
-            alg = self.get_signing_alg(application, settings)
-            try:
-                signing_key = get_signing_key(alg, application)
-                if settings is not None and settings.is_encrypted:
-                    encryption_key = get_encryption_key(application, settings)
-            except ConfigurationError as exc:
-                logger.error(
-                    "JARM response cannot be built: client_id=%s mode=%s alg=%s reason=%s",
-                    client_id,
-                    decision.mode.name,
-                    alg,
-                    exc,
-                )
-                decision = ModeDecision(
-                    decision.requested,
-                    RESPONSE_MODES[decision.mode.plain_name],
-                    ResponseNotBuildable(SERVER_ERROR_DESCRIPTION),
-                )
-        self.jarm_context = AuthorizationContext(
-            application=application,
-            client_id=client_id,
-            redirect_uri=redirect_uri,
-            response_type=response_type,
-            state=state,
-            decision=decision,
-            signing_key=signing_key,
-            encryption_key=encryption_key,
+        # The one place a refusal becomes DOT's error type; DOT then answers it through redirect().
+        return OAuthToolkitError(
+            CustomOAuth2Error(error=refusal.error, description=refusal.description, state=self.jarm_plan.request.state),
+            redirect_uri=self.jarm_plan.request.redirect_uri,
         )
 
     @staticmethod
@@ -409,27 +238,6 @@ class JARMAuthorizationMixin:
         if isinstance(loaded, application_model) and loaded.client_id == client_id:
             return loaded
         return application_model.objects.filter(client_id=client_id).first()
-
-    def _refusal(self) -> OAuthToolkitError | None:
-        context = self.jarm_context
-        if context is None or context.decision.error is None:
-            return None
-        error = context.decision.error
-        logger.info(
-            "Authorization request refused: client_id=%s error=%s reason=%s",
-            context.client_id,
-            error.error,
-            error.description,
-        )
-        return OAuthToolkitError(
-            CustomOAuth2Error(error=error.error, description=error.description, state=context.state),
-            redirect_uri=context.redirect_uri,
-        )
-
-    def _raise_for_refusal(self) -> None:
-        refusal = self._refusal()
-        if refusal is not None:
-            raise refusal
 
 
 class JARMAuthorizationView(JARMAuthorizationMixin, AuthorizationView):
@@ -458,19 +266,17 @@ def jarm_metadata(request: HttpRequest) -> dict[str, Any]:
         "authorization_signing_alg_values_supported": available_signing_algs(),
         "authorization_encryption_alg_values_supported": jarm_settings.encryption_algs,
         "authorization_encryption_enc_values_supported": jarm_settings.encryption_encs,
+        # OpenID Connect Discovery 3: absent means true, and request objects are not supported.
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
     }
-
-
-#: Built metadata documents: (view, URL, key state, settings epoch) -> (body, headers). Bounded:
-#: the URL varies only with hosts Django accepts (ALLOWED_HOSTS).
-_documents: dict[tuple[Any, ...], tuple[bytes, list[tuple[str, str]]]] = {}
-_DOCUMENTS_MAX = 64
 
 
 class _JARMMetadataMixin:
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        cache_key = (type(self), request.build_absolute_uri(request.path), key_state(), settings_epoch())
-        cached = _documents.get(cache_key)
+        # One document per URL (hosts are bounded by ALLOWED_HOSTS), kept in the state snapshot.
+        key = (type(self).__name__, request.build_absolute_uri(request.path))
+        cached = state.current().recall("metadata", key)
         if cached is None:
             response: HttpResponse = super().get(request, *args, **kwargs)  # type: ignore[misc]
             if response.status_code != 200:
@@ -483,9 +289,7 @@ class _JARMMetadataMixin:
                 (k, v) for k, v in response.headers.items() if k.lower() not in ("content-type", "content-length")
             ]
             cached = (json.dumps(data).encode("utf-8"), headers)
-            if len(_documents) >= _DOCUMENTS_MAX:
-                _documents.clear()
-            _documents[cache_key] = cached
+            state.current().remember("metadata", key, cached)
         body, headers = cached
         new = HttpResponse(body, content_type="application/json")
         for header, value in headers:
@@ -507,9 +311,8 @@ class JARMJwksInfoView(View):
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         response = HttpResponse(published_jwks_json(), content_type="application/json")
-        max_age = int(oauth2_settings.OIDC_JWKS_MAX_AGE_SECONDS)
         response["Access-Control-Allow-Origin"] = "*"
-        response["Cache-Control"] = (
-            f"public, max-age={max_age}, stale-while-revalidate={max_age}, stale-if-error={max_age}"
-        )
+        # The key lifecycle waits for this window (keys.activation_delay, keys.retirement_delay);
+        # no stale-while-revalidate / stale-if-error, which would stretch it unboundedly.
+        response["Cache-Control"] = f"public, max-age={jarm_settings.jwks_max_age}"
         return response

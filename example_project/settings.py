@@ -144,7 +144,8 @@ JARM = {
     # "REQUIRE_JARM": False,  # refuse plain response modes for every client
     # "PROFILE": None,  # or "fapi1-advanced", "fapi2-message-signing"
     # "INCLUDE_IAT": True,
-    # "KEY_CACHE_SECONDS": 60,
+    # "STATE_REFRESH_SECONDS": 1.0,  # a committed change applies in every process within this bound
+    # "JWKS_MAX_AGE": None,  # JWK Set max-age (None: OIDC_JWKS_MAX_AGE_SECONDS); rotation waits for it
     # "CLIENT_JWKS_CACHE_SECONDS": 300,
     # "CLIENT_JWKS_TIMEOUT": 3.0,
     # "CLIENT_JWKS_MAX_BYTES": 65536,

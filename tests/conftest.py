@@ -12,7 +12,7 @@ from django.test import Client
 from hypothesis import settings as hypothesis_settings
 from oauth2_provider.models import get_application_model
 
-from django_jarm import keys
+from django_jarm import keys, state
 from django_jarm.models import ClientSettings
 from tests import rp
 
@@ -40,12 +40,23 @@ RESPONSE_TYPES = list(GRANT_OF_RESPONSE_TYPE)
 
 
 @pytest.fixture(autouse=True)
+def _single_process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In one test process every process is this one: a new key is published as soon as it is stored.
+
+    Tests of the wait itself (and the multi-process tests, whose servers wait for real) are
+    marked ``publication_wait``.
+    """
+    if request.node.get_closest_marker("publication_wait") is None:
+        monkeypatch.setattr(keys, "publication_wait", lambda: 0.0)
+
+
+@pytest.fixture(autouse=True)
 def _fresh_caches() -> Iterator[None]:
     cache.clear()
-    keys.clear_caches()
+    state.clear()
     yield
     cache.clear()
-    keys.clear_caches()
+    state.clear()
 
 
 @pytest.fixture
@@ -192,3 +203,24 @@ def redeem() -> Callable[..., Any]:
         return Client().post("/o/token/", data)
 
     return exchange
+
+
+@pytest.fixture
+def published_since() -> Callable[..., None]:
+    """Backdate server keys: ``published_since(key, seconds=...)`` as if stored that long ago."""
+
+    def backdate(*server_keys: Any, seconds: float = 7200) -> None:
+        import datetime
+
+        from django.utils import timezone
+
+        from django_jarm.models import ServerKey
+
+        moment = timezone.now() - datetime.timedelta(seconds=seconds)
+        for server_key in server_keys:
+            ServerKey.objects.filter(pk=server_key.pk).update(created=moment)
+            ServerKey.objects.filter(pk=server_key.pk, retiring_since__isnull=False).update(retiring_since=moment)
+            server_key.refresh_from_db()
+        state.clear()
+
+    return backdate

@@ -10,7 +10,9 @@ import base64
 import hashlib
 import json
 import secrets
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
@@ -142,6 +144,32 @@ def verify_response(
     assert isinstance(claims["exp"], int)
     assert now - leeway <= claims["exp"], "expired"
     return VerifiedResponse(header=dict(decoded.header), claims=dict(claims))
+
+
+class RefreshingVerifier:
+    """A relying party that caches the server's JWK Set and fetches it again, once, on an unknown kid.
+
+    That is what a client that follows OpenID Connect Core 10.1.1 does; every guarantee about key
+    rotation is stated for it. ``fetch_jwks`` gets the JWK Set (over HTTP, however the test talks to
+    the server); :meth:`verify` is :func:`verify_response`, thread-safe.
+    """
+
+    def __init__(self, fetch_jwks: Callable[[], dict[str, Any]], *, issuer: str) -> None:
+        self.fetch_jwks = fetch_jwks
+        self.issuer = issuer
+        self.jwks = fetch_jwks()
+        self.refreshes = 0
+        self.lock = threading.Lock()
+
+    def verify(self, token: str, client_id: str) -> VerifiedResponse:
+        segment = token.split(".")[0]
+        kid = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))).get("kid")
+        with self.lock:
+            if kid not in {key.get("kid") for key in self.jwks["keys"]}:
+                self.jwks = self.fetch_jwks()
+                self.refreshes += 1
+            jwks = self.jwks
+        return verify_response(token, jwks=jwks, issuer=self.issuer, client_id=client_id)
 
 
 def pkce_pair() -> tuple[str, str]:

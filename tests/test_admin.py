@@ -333,9 +333,10 @@ def _run_action(client: Any, action: str, *server_keys: ServerKey) -> Any:
 
 
 @pytest.mark.django_db
-def test_activate_action_makes_the_active_key_retiring(admin_client):
+def test_activate_action_makes_the_active_key_retiring(admin_client, published_since):
     old = generate_server_key("ES256")
     new = generate_server_key("ES256")
+    published_since(new)
 
     response = _run_action(admin_client, "activate_keys", new)
 
@@ -457,16 +458,41 @@ def test_inline_is_added_whatever_the_order_of_apps(tmp_path):
 
 
 @pytest.mark.django_db
-def test_rotate_action(admin_client):
+def test_activate_action_says_how_long_a_fresh_key_must_wait(admin_client):
+    old = generate_server_key("ES256")
+    new = generate_server_key("ES256")
+
+    response = _run_action(admin_client, "activate_keys", new)
+
+    (message,) = [str(m) for m in response.context["messages"]]
+    assert message.startswith(f"Key {new.kid} has been published for 0 s; clients may cache the JWK Set for 3600 s")
+    assert "(in 3601 s)" in message
+    old.refresh_from_db()
+    assert old.status == ServerKey.Status.ACTIVE
+
+
+@pytest.mark.django_db
+def test_rotate_action(admin_client, published_since):
     first = generate_server_key("PS256")
+    published_since(first)
     response = admin_client.post(
         "/admin/django_jarm/serverkey/",
         {"action": "rotate_algorithms", "_selected_action": [first.pk]},
         follow=True,
     )
     assert response.status_code == 200
+    assert "PS256: no key activated: the next key" in response.content.decode()
+    first.refresh_from_db()
+    assert first.status == "active"  # the first rotation prepares the next key
+    upcoming = ServerKey.objects.get(alg="PS256", status="next")
+    published_since(upcoming)
+    response = admin_client.post(
+        "/admin/django_jarm/serverkey/",
+        {"action": "rotate_algorithms", "_selected_action": [first.pk]},
+        follow=True,
+    )
     first.refresh_from_db()
     assert first.status == "retiring"
-    assert ServerKey.objects.filter(alg="PS256", status="active").count() == 1
+    assert ServerKey.objects.filter(alg="PS256", status="active").get().kid == upcoming.kid
     assert ServerKey.objects.filter(alg="PS256", status="next").count() == 1
-    assert "PS256 rotated" in response.content.decode()
+    assert f"PS256: {upcoming.kid} is active; {first.kid} is retiring" in response.content.decode()

@@ -9,7 +9,7 @@ from django_jarm.conf import DEFAULTS, JARMSettings, jarm_settings
 
 
 def test_every_setting_defaults_when_jarm_is_absent():
-    assert {name: getattr(jarm_settings, name) for name in DEFAULTS} == {
+    assert {name: jarm_settings.get(name) for name in DEFAULTS} == {
         "ISSUER": None,
         "RESPONSE_LIFETIME": 120,
         "DEFAULT_SIGNING_ALG": "RS256",
@@ -61,7 +61,9 @@ def test_every_setting_defaults_when_jarm_is_absent():
         "PROFILE": None,
         "INCLUDE_IAT": True,
         "REDIRECT_STATUS": 302,
-        "KEY_CACHE_SECONDS": 60,
+        "RESPONSE_PLANNER": "django_jarm.authorization.ResponsePlanner",
+        "STATE_REFRESH_SECONDS": 1.0,
+        "JWKS_MAX_AGE": None,
         "CLIENT_JWKS_CACHE_SECONDS": 300,
         "CLIENT_JWKS_TIMEOUT": 3.0,
         "CLIENT_JWKS_MAX_BYTES": 65536,
@@ -103,9 +105,9 @@ def test_a_jarm_setting_that_is_not_a_dict_is_ignored():
 
 
 @pytest.mark.parametrize("name", ["NO_SUCH_SETTING", "response_lifetime", "_cached_values"])
-def test_unknown_attribute_raises_attribute_error(name):
+def test_unknown_setting_raises_attribute_error(name):
     with pytest.raises(AttributeError, match=f"^Invalid JARM setting: '{name}'$"):
-        getattr(jarm_settings, name)
+        jarm_settings.get(name)
 
 
 @override_settings(JARM={"NO_SUCH_SETTING": 1})

@@ -48,7 +48,8 @@ def test_generate_creates_an_active_key_then_a_next_one():
 
     active, following = ServerKey.objects.order_by("created")
     assert first == f"Generated ES256 key {active.kid} (active).\n"
-    assert second == f"Generated ES256 key {following.kid} (next).\n"
+    ready = (following.created + datetime.timedelta(seconds=3601)).strftime("%Y-%m-%d %H:%M:%S")
+    assert second == f"Generated ES256 key {following.kid} (next). It can be activated from {ready} UTC.\n"
     assert (active.alg, active.kty, active.crv, active.status) == ("ES256", "EC", "P-256", "active")
     assert following.status == "next"
     assert active.kid == ECKey.import_key(active.public_jwk).thumbprint()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from typing import Any
 from unittest import mock
 
@@ -17,16 +16,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
-from django.core.cache import cache
 from django.test import override_settings
 from joserfc import jwe
 from joserfc.jwk import ECKey, KeySet, OctKey, OKPKey, RSAKey
 
-from django_jarm import cache as shared_cache
-from django_jarm import keys
+from django_jarm import keys, state
 from django_jarm.exceptions import ConfigurationError, KeyDecryptionError
 from django_jarm.keys import (
-    GENERATION_CACHE_KEY,
     KEY_PARAMS,
     available_signing_algs,
     decrypt_private_key,
@@ -516,7 +512,7 @@ def test_rs256_falls_back_to_dots_key_and_prefers_a_server_key(make_app):
     assert get_signing_key("RS256", app).kid == dot_public_jwk()["kid"]
 
     server_key = generate_server_key("RS256")
-    keys.clear_caches()
+    state.clear()
 
     assert get_signing_key("RS256", app).kid == server_key.kid
 
@@ -595,19 +591,11 @@ def test_second_call_neither_decrypts_nor_queries(make_app, count_decryptions, d
 
 
 @pytest.mark.django_db
-def test_new_key_is_seen_once_its_transaction_commits(make_app, django_capture_on_commit_callbacks):
+def test_new_key_is_seen_by_the_next_call(make_app):
     app = make_app()
     with pytest.raises(ConfigurationError):
-        get_signing_key("ES256", app)  # caches a view of the keys without ES256
-
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        server_key = generate_server_key("ES256")
-    with pytest.raises(ConfigurationError):
-        get_signing_key("ES256", app)  # not committed yet: the cached view still holds
-
-    for callback in callbacks:
-        callback()
-
+        get_signing_key("ES256", app)  # a snapshot without ES256
+    server_key = generate_server_key("ES256")
     assert get_signing_key("ES256", app).kid == server_key.kid
     assert server_key.kid in {key["kid"] for key in published_jwks()["keys"]}
 
@@ -628,51 +616,3 @@ def test_rotation_is_seen_by_the_next_call(make_app, count_decryptions, django_c
     assert get_signing_key("PS256", app).kid == new.kid
     assert {key["kid"] for key in published_jwks()["keys"]} >= {old.kid, new.kid}
     assert count_decryptions.call_count == 2
-
-
-@pytest.mark.django_db
-def test_a_generation_bumped_by_another_process_forces_a_reload(make_app, monkeypatch):
-    app = make_app()
-    old = generate_server_key("ES256")
-    assert get_signing_key("ES256", app).kid == old.kid
-
-    # Another process rotates the key and bumps the shared generation counter.
-    ServerKey.objects.filter(pk=old.pk).update(status=ServerKey.Status.RETIRED)
-    replacement = generate_server_key("ES256")  # on_commit never runs here: no local bump
-    assert get_signing_key("ES256", app).kid == old.kid  # still the cached view
-    cache.set(GENERATION_CACHE_KEY, cache.get(GENERATION_CACHE_KEY, 0) + 1)
-    # This process reads the shared counter at most once per GENERATION_POLL_SECONDS.
-    assert get_signing_key("ES256", app).kid == old.kid
-    monkeypatch.setattr(shared_cache, "GENERATION_POLL_SECONDS", 0.0)
-
-    assert get_signing_key("ES256", app).kid == replacement.kid
-    assert old.kid not in {key["kid"] for key in published_jwks()["keys"]}
-
-
-@pytest.mark.django_db
-def test_the_cached_view_expires_after_key_cache_seconds(make_app):
-    app = make_app()
-    old = generate_server_key("ES256")
-    assert get_signing_key("ES256", app).kid == old.kid
-    ServerKey.objects.filter(pk=old.pk).update(status=ServerKey.Status.RETIRED)
-    replacement = generate_server_key("ES256")
-
-    later = time.monotonic() + 59
-    with mock.patch("django_jarm.keys.time.monotonic", return_value=later):
-        assert get_signing_key("ES256", app).kid == old.kid
-    with mock.patch("django_jarm.keys.time.monotonic", return_value=later + 2):
-        assert get_signing_key("ES256", app).kid == replacement.kid
-
-
-@pytest.mark.django_db(transaction=True)
-def test_committed_key_change_is_seen_without_clearing_caches(make_app):
-    app = make_app()
-    first = generate_server_key("ES256")
-    assert get_signing_key("ES256", app).kid == first.kid
-    assert cache.get(GENERATION_CACHE_KEY) == 1
-
-    ServerKey.objects.filter(pk=first.pk).update(status=ServerKey.Status.RETIRING)
-    second = generate_server_key("ES256")
-
-    assert cache.get(GENERATION_CACHE_KEY) == 2
-    assert get_signing_key("ES256", app).kid == second.kid

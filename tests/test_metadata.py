@@ -89,7 +89,7 @@ def test_jwks_holds_dot_and_jarm_keys_public_members_only():
     ServerKey.objects.filter(pk=retiring.pk).update(status=ServerKey.Status.RETIRING)
     retired = generate_server_key("EdDSA")
     ServerKey.objects.filter(pk=retired.pk).update(status=ServerKey.Status.RETIRED)
-    from django_jarm.keys import clear_caches
+    from django_jarm.state import clear as clear_caches
 
     clear_caches()
 

@@ -4,7 +4,7 @@ import pytest
 from django.core.exceptions import DisallowedRedirect
 from django.test import RequestFactory, override_settings
 
-from django_jarm.exceptions import ResponseModeNotAllowed, UnsupportedResponseMode
+from django_jarm.exceptions import Refusal
 from django_jarm.response_modes import (
     RESPONSE_MODES,
     ClientPolicy,
@@ -38,47 +38,51 @@ def test_jwt_resolution(response_type, jwt, default):
     assert resolve_response_mode([], response_type, OPEN).mode.name == default
 
 
+QUERY_JWT_TOKENS = "response_mode=query.jwt cannot carry tokens unless the response is encrypted."
+MUST_USE_JWT = "This client must use a JWT response mode (response_mode=jwt)."
+NOT_ALLOWED = "This response_mode is not allowed for this client."
+
+
 @pytest.mark.parametrize(
-    ("requested", "response_type", "policy", "mode", "error"),
+    ("requested", "response_type", "policy", "mode", "description"),
     [
         (["query.jwt"], "code", OPEN, "query.jwt", None),
         (["form_post"], "token", OPEN, "form_post", None),
-        (["bogus"], "code", OPEN, "query", UnsupportedResponseMode),
-        (["bogus"], "code id_token", OPEN, "fragment", UnsupportedResponseMode),
-        (["jwt", "jwt"], "code", OPEN, "query", UnsupportedResponseMode),
-        (["query"], "token", OPEN, "fragment", ResponseModeNotAllowed),
-        (["query.jwt"], "id_token", OPEN, "fragment.jwt", ResponseModeNotAllowed),
+        (["bogus"], "code", OPEN, "query", "Unsupported response_mode."),
+        (["bogus"], "code id_token", OPEN, "fragment", "Unsupported response_mode."),
+        (["jwt", "jwt"], "code", OPEN, "query", "response_mode must not be repeated."),
+        (["query"], "token", OPEN, "fragment", "response_mode=query cannot carry tokens."),
+        (["query.jwt"], "id_token", OPEN, "fragment.jwt", QUERY_JWT_TOKENS),
         (["query.jwt"], "id_token", ClientPolicy(encrypted=True), "query.jwt", None),
-        (["query"], "code", ClientPolicy(require_jarm=True), "query.jwt", ResponseModeNotAllowed),
-        (["form_post"], "code", ClientPolicy(require_jarm=True), "form_post.jwt", ResponseModeNotAllowed),
-        ([], "code token", ClientPolicy(require_jarm=True), "fragment.jwt", ResponseModeNotAllowed),
+        (["query"], "code", ClientPolicy(require_jarm=True), "query.jwt", MUST_USE_JWT),
+        (["form_post"], "code", ClientPolicy(require_jarm=True), "form_post.jwt", MUST_USE_JWT),
+        ([], "code token", ClientPolicy(require_jarm=True), "fragment.jwt", MUST_USE_JWT),
         (
             ["fragment.jwt"],
             "code",
             ClientPolicy(allowed_modes=["jwt"]),
             "fragment.jwt",
-            ResponseModeNotAllowed,
+            NOT_ALLOWED,
         ),
         (["query.jwt"], "code", ClientPolicy(allowed_modes=["jwt"]), "query.jwt", None),
         (["jwt"], "code", ClientPolicy(allowed_modes=["query.jwt"]), "query.jwt", None),
-        (["fragment"], "code", ClientPolicy(allowed_modes=["jwt"]), "fragment.jwt", ResponseModeNotAllowed),
+        (["fragment"], "code", ClientPolicy(allowed_modes=["jwt"]), "fragment.jwt", NOT_ALLOWED),
     ],
 )
-def test_policy(requested, response_type, policy, mode, error):
+def test_policy(requested, response_type, policy, mode, description):
     decision = resolve_response_mode(requested, response_type, policy)
     assert decision.mode.name == mode
-    if error is None:
-        assert decision.error is None
+    if description is None:
+        assert decision.refusal is None
     else:
-        assert type(decision.error) is error
-        assert decision.error.error == "invalid_request"
+        assert decision.refusal == Refusal("invalid_request", description)
 
 
 def test_server_without_plain_default_requires_a_jwt_mode():
     with override_settings(JARM={"RESPONSE_MODES_SUPPORTED": ["jwt", "query.jwt"]}):
         decision = resolve_response_mode([], "code", OPEN)
     assert decision.mode.name == "query.jwt"
-    assert isinstance(decision.error, ResponseModeNotAllowed)
+    assert decision.refusal == Refusal("invalid_request", "This server requires response_mode=jwt.")
 
 
 @pytest.mark.parametrize(

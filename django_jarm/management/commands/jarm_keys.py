@@ -3,10 +3,13 @@
 list                              the keys and their status
 generate --alg A                  a new key: active when none is active for A, else next
 import FILE.pem --alg A           a private key kept elsewhere
-activate KID                      KID signs from now on; the active key becomes retiring
-retire KID                        KID leaves the JWKS (not the active key)
-rotate --alg A [--alg B]          one rotation step (see keys.rotate_server_keys)
+activate KID [--force]            KID signs from now on; the active key becomes retiring
+retire KID [--force]              KID leaves the JWKS (not the active key)
+rotate --alg A [--alg B]          one rotation step, as far as the waits allow (keys.rotate_server_keys)
 rotate --if-older-than 90d        rotate every algorithm whose active key is older: cron-safe
+
+activate, retire and rotate refuse (activate, retire) or leave for later (rotate) what would make
+clients fail to verify a response, and say how long to wait; --force does it anyway.
 reencrypt                         store every key under the current KEY_ENCRYPTION_SECRET
 """
 
@@ -25,7 +28,9 @@ from django_jarm.exceptions import ConfigurationError
 from django_jarm.keys import (
     KEY_PARAMS,
     activate_server_key,
+    activation_time,
     algs_due_for_rotation,
+    describe_rotation,
     generate_server_key,
     import_server_key,
     reencrypt_server_keys,
@@ -63,6 +68,12 @@ class Command(BaseCommand):
             # A kid is base64url and may start with "-": then write --kid=-abc… (or -- -abc…).
             subcommand.add_argument("kid", nargs="?")
             subcommand.add_argument("--kid", dest="kid_option", metavar="KID", help="the kid, e.g. --kid=-abc")
+        activate.add_argument(
+            "--force", action="store_true", help="Activate even if clients' cached JWK Sets may not have the key yet."
+        )
+        retire.add_argument(
+            "--force", action="store_true", help="Retire even if responses the key signed may still be presented."
+        )
         rotate = commands.add_parser("rotate", help="Rotate: next -> active -> retiring -> retired.")
         rotate.add_argument("--alg", action="append", choices=list(KEY_PARAMS), default=[])
         rotate.add_argument(
@@ -71,6 +82,7 @@ class Command(BaseCommand):
             metavar="AGE",
             help="Only rotate algorithms whose active key is older than AGE (e.g. 90d). Safe from cron.",
         )
+        rotate.add_argument("--force", action="store_true", help="Activate and retire without waiting.")
         commands.add_parser("reencrypt", help="Re-encrypt every stored key under the current secret.")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -94,7 +106,7 @@ class Command(BaseCommand):
         if options["rsa_size"] < 2048:
             raise CommandError("--rsa-size must be at least 2048 (FAPI 1.0 Baseline 5.2.2-5).")
         key = generate_server_key(options["alg"], rsa_size=options["rsa_size"])
-        self.stdout.write(f"Generated {key.alg} key {key.kid} ({key.status}).")
+        self.stdout.write(f"Generated {key.alg} key {key.kid} ({key.status}).{self._when(key)}")
 
     def handle_import(self, **options: Any) -> None:
         try:
@@ -102,14 +114,20 @@ class Command(BaseCommand):
         except OSError as exc:
             raise CommandError(f"Cannot read the PEM file: {exc.strerror}.") from exc
         key = import_server_key(pem, options["alg"])
-        self.stdout.write(f"Imported {key.alg} key {key.kid} ({key.status}).")
+        self.stdout.write(f"Imported {key.alg} key {key.kid} ({key.status}).{self._when(key)}")
+
+    @staticmethod
+    def _when(key: ServerKey) -> str:
+        if key.status != ServerKey.Status.NEXT:
+            return ""
+        return f" It can be activated from {activation_time(key):%Y-%m-%d %H:%M:%S} UTC."
 
     def handle_activate(self, **options: Any) -> None:
-        key = activate_server_key(self._kid(options))
+        key = activate_server_key(self._kid(options), force=options["force"])
         self.stdout.write(f"{key.alg} key {key.kid} is active.")
 
     def handle_retire(self, **options: Any) -> None:
-        key = retire_server_key(self._kid(options))
+        key = retire_server_key(self._kid(options), force=options["force"])
         self.stdout.write(f"{key.alg} key {key.kid} is retired.")
 
     @staticmethod
@@ -131,12 +149,7 @@ class Command(BaseCommand):
         elif not algs:
             raise CommandError("Give --alg ALG (repeatable) or --if-older-than AGE.")
         for alg in algs:
-            rotation = rotate_server_keys(alg)
-            retired = ", ".join(rotation.retired) or "none"
-            self.stdout.write(
-                f"{alg}: active {rotation.activated}, retiring {rotation.retiring or 'none'}, "
-                f"next {rotation.next}, retired {retired}."
-            )
+            self.stdout.write(describe_rotation(rotate_server_keys(alg, force=options["force"])))
 
     def handle_reencrypt(self, **options: Any) -> None:
         count = reencrypt_server_keys()

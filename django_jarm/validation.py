@@ -1,0 +1,354 @@
+"""Client metadata rules (JARM 3, OpenID Connect Core 10, RFC 7591), shared by the model's
+``clean()``, the admin, dynamic client registration and the system checks.
+
+Every function here is pure: it looks at values (and at the DOT application they belong to) and
+says what is wrong, in words an operator or a registering client can act on.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.contrib.auth.hashers import identify_hasher
+from django.utils.translation import gettext as _
+from oauth2_provider.models import AbstractApplication
+
+from .conf import (
+    ALL_ENCRYPTION_ALGS,
+    ALL_ENCRYPTION_ENCS,
+    ALL_RESPONSE_MODES,
+    ALL_SIGNING_ALGS,
+    SYMMETRIC_ENCRYPTION_ALGS,
+    SYMMETRIC_SIGNING_ALGS,
+    jarm_settings,
+)
+from .exceptions import KeyUnavailable
+
+#: JWK members that only a private or symmetric key has (RFC 7518 6.2.2, 6.3.2, 6.4; RFC 8037).
+PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+
+#: Minimum client_secret length in octets for HMAC signing (OpenID Connect Core 16.19).
+HMAC_MIN_SECRET_OCTETS = {"HS256": 32, "HS384": 48, "HS512": 64}
+
+#: Key length in octets each symmetric key management algorithm needs (RFC 7518 4.4, 4.7).
+KEY_WRAP_OCTETS = {"A128KW": 16, "A192KW": 24, "A256KW": 32, "A128GCMKW": 16, "A192GCMKW": 24, "A256GCMKW": 32}
+#: Key length in octets of each content encryption algorithm, used by ``dir`` (RFC 7518 5.1).
+ENC_KEY_OCTETS = {
+    "A128CBC-HS256": 32,
+    "A192CBC-HS384": 48,
+    "A256CBC-HS512": 64,
+    "A128GCM": 16,
+    "A192GCM": 24,
+    "A256GCM": 32,
+}
+#: Curves each asymmetric key type can receive ECDH-ES on.
+EC_CURVES = frozenset({"P-256", "P-384", "P-521"})
+OKP_CURVES = frozenset({"X25519"})
+
+DEFAULT_ENC = "A128CBC-HS256"
+MAX_JWKS_URI_LENGTH = 2000
+
+
+@dataclass(frozen=True)
+class ClientMetadata:
+    """The JARM client metadata of one client, as stored in ``ClientSettings`` or registered."""
+
+    authorization_signed_response_alg: str = ""
+    authorization_encrypted_response_alg: str = ""
+    authorization_encrypted_response_enc: str = ""
+    jwks: Any = None
+    jwks_uri: str = ""
+    response_modes: Any = field(default_factory=list)
+    require_jarm: bool = False
+
+    @property
+    def encryption_enc(self) -> str:
+        """JARM 3: ``enc`` defaults to A128CBC-HS256 when ``alg`` is set."""
+        if not self.authorization_encrypted_response_alg:
+            return ""
+        return self.authorization_encrypted_response_enc or DEFAULT_ENC
+
+
+Errors = dict[str, list[str]]
+
+
+def client_metadata_errors(metadata: ClientMetadata, application: Any | None) -> Errors:
+    """Everything wrong with ``metadata`` for ``application`` (``None``: not created yet), by field."""
+    errors: Errors = {}
+
+    def add(name: str, message: str) -> None:
+        errors.setdefault(name, []).append(message)
+
+    alg = metadata.authorization_signed_response_alg
+    if not isinstance(alg, str) or alg == "none" or alg not in ("", *ALL_SIGNING_ALGS):
+        add("authorization_signed_response_alg", _("Unsupported signing algorithm."))
+    elif alg and alg not in jarm_settings.signing_algs:
+        add(
+            "authorization_signed_response_alg",
+            _("%(alg)s is not enabled on this server (JARM['SIGNING_ALGS_SUPPORTED'] or the profile).") % {"alg": alg},
+        )
+    elif alg in SYMMETRIC_SIGNING_ALGS and application is not None:
+        problem = hmac_secret_problem(application, alg)
+        if problem:
+            add("authorization_signed_response_alg", problem)
+
+    encryption_alg = metadata.authorization_encrypted_response_alg
+    enc = metadata.authorization_encrypted_response_enc
+    if not isinstance(encryption_alg, str) or encryption_alg not in ("", *ALL_ENCRYPTION_ALGS):
+        add("authorization_encrypted_response_alg", _("Unsupported encryption algorithm (never RSA1_5)."))
+    elif encryption_alg and encryption_alg not in jarm_settings.encryption_algs:
+        add(
+            "authorization_encrypted_response_alg",
+            _("%(alg)s is not enabled on this server (JARM['ENCRYPTION_ALGS_SUPPORTED'] or the profile).")
+            % {"alg": encryption_alg},
+        )
+    if not isinstance(enc, str) or enc not in ("", *ALL_ENCRYPTION_ENCS):
+        add("authorization_encrypted_response_enc", _("Unsupported content encryption."))
+    elif enc and not encryption_alg:
+        # JARM 3: authorization_encrypted_response_enc requires authorization_encrypted_response_alg.
+        add(
+            "authorization_encrypted_response_alg",
+            _("Choose an encryption algorithm, or clear the content encryption."),
+        )
+    elif enc and enc not in jarm_settings.encryption_encs:
+        add(
+            "authorization_encrypted_response_enc",
+            _("%(enc)s is not enabled on this server (JARM['ENCRYPTION_ENCS_SUPPORTED']).") % {"enc": enc},
+        )
+
+    jwks, jwks_uri = metadata.jwks, metadata.jwks_uri
+    if jwks not in (None, "", {}):
+        problem = jwks_problem(jwks)
+        if problem:
+            add("jwks", problem)
+    if not isinstance(jwks_uri, str):
+        add("jwks_uri", _("The JWK Set URL must be a string."))
+    elif jwks_uri:
+        if jwks:
+            add("jwks_uri", _("Give either a JWK Set or a JWK Set URL, not both."))
+        problem = jwks_uri_problem(jwks_uri)
+        if problem:
+            add("jwks_uri", problem)
+
+    if not errors and encryption_alg:
+        for name, message in encryption_key_errors(metadata, application):
+            add(name, message)
+
+    modes = metadata.response_modes
+    if not isinstance(modes, list) or any(
+        not isinstance(mode, str) or mode not in ALL_RESPONSE_MODES for mode in modes
+    ):
+        add(
+            "response_modes",
+            _("Give a list of response modes among: %(modes)s.") % {"modes": ", ".join(ALL_RESPONSE_MODES)},
+        )
+    elif any(mode not in jarm_settings.response_modes for mode in modes):
+        offered = ", ".join(jarm_settings.response_modes)
+        add("response_modes", _("This server offers only these response modes: %(modes)s.") % {"modes": offered})
+    if not isinstance(metadata.require_jarm, bool):
+        add("require_jarm", _("require_jarm is true or false."))
+    return errors
+
+
+def encryption_key_errors(metadata: ClientMetadata, application: Any | None) -> list[tuple[str, str]]:
+    """Why no encryption key can be found for ``metadata`` (checked without fetching ``jwks_uri``)."""
+    alg = metadata.authorization_encrypted_response_alg
+    if alg in SYMMETRIC_ENCRYPTION_ALGS:
+        if application is None:
+            return []
+        problem = symmetric_encryption_secret_problem(application, alg, metadata.encryption_enc)
+        return [("authorization_encrypted_response_alg", problem)] if problem else []
+    if not metadata.jwks and not metadata.jwks_uri:
+        message = _("%(alg)s encrypts to the client's public key: give its JWK Set or JWK Set URL.") % {"alg": alg}
+        return [("jwks", message)]
+    if metadata.jwks:
+        try:
+            select_key(metadata.jwks, alg)
+        except KeyUnavailable as exc:
+            return [("jwks", str(exc))]
+    return []
+
+
+# Client secrets ----------------------------------------------------------------------------
+
+
+def hmac_secret_problem(application: Any, alg: str) -> str:
+    """Why ``application``'s client secret cannot key ``alg``, or ``""`` when it can."""
+    # OpenID Connect Core 10.1 and 16.19: the raw secret is the MAC key, as long as the key.
+    return secret_problem(application, alg, HMAC_MIN_SECRET_OCTETS[alg])
+
+
+def secret_key_octets(alg: str, enc: str) -> int:
+    """How many octets of key a secret-derived key for ``alg``/``enc`` needs (0: none can be)."""
+    return (ENC_KEY_OCTETS.get(enc) if alg == "dir" else KEY_WRAP_OCTETS.get(alg)) or 0
+
+
+def symmetric_encryption_secret_problem(application: Any, alg: str, enc: str) -> str:
+    """Why ``application``'s secret cannot derive an ``alg``/``enc`` key, or ``""``."""
+    needed = secret_key_octets(alg, enc)
+    if not needed:
+        return _("No secret-derived key exists for %(alg)s/%(enc)s.") % {"alg": alg, "enc": enc}
+    # OpenID Connect Core 10.2 and 16.19: the key is derived from the secret, which must hold
+    # at least as many octets as the key.
+    return secret_problem(application, alg, needed)
+
+
+def secret_problem(application: Any, alg: str, needed: int) -> str:
+    """Why ``application``'s stored secret cannot be ``needed`` octets of key material for ``alg``."""
+    if application.client_type != AbstractApplication.CLIENT_CONFIDENTIAL:
+        return _("%(alg)s needs a confidential client; public clients have no secret.") % {"alg": alg}
+    secret = application.client_secret or ""
+    if getattr(application, "hash_client_secret", True) or is_hashed(secret):
+        return _(
+            "%(alg)s uses the client secret as key material, and this client stores it hashed. Turn off "
+            "'hash client secret' and set a new secret, or choose an asymmetric algorithm."
+        ) % {"alg": alg}
+    if len(secret.encode("utf-8")) < needed:
+        return _("%(alg)s needs a client secret of at least %(n)d octets (OpenID Connect Core 16.19).") % {
+            "alg": alg,
+            "n": needed,
+        }
+    return ""
+
+
+def is_hashed(secret: str) -> bool:
+    """Whether ``secret`` is a Django password hash (DOT hashes client secrets by default)."""
+    if not secret:
+        return False
+    try:
+        identify_hasher(secret)
+    except ValueError:
+        return False
+    return True
+
+
+# JWK Sets ----------------------------------------------------------------------------------
+
+
+def jwks_problem(value: Any) -> str:
+    """Why ``value`` is not an acceptable public JWK Set, or ``""``."""
+    if not isinstance(value, dict) or not isinstance(value.get("keys"), list):
+        return _('A JWK Set is a JSON object with a "keys" list.')
+    for key in value["keys"]:
+        if not isinstance(key, dict) or not isinstance(key.get("kty"), str):
+            return _('Every key needs a "kty".')
+        if PRIVATE_JWK_MEMBERS & key.keys():
+            return _("The JWK Set holds private or symmetric key material; publish public keys only.")
+        # RFC 7517 4: these members are strings (key_ops a list of strings) when present.
+        for member in ("kid", "use", "alg", "crv", "n", "e", "x", "y"):
+            if member in key and not isinstance(key[member], str):
+                return _('The "%(member)s" member of a key must be a string.') % {"member": member}
+        operations = key.get("key_ops")
+        if operations is not None and not (
+            isinstance(operations, list) and all(isinstance(operation, str) for operation in operations)
+        ):
+            return _('"key_ops" must be a list of strings.')
+    return ""
+
+
+def key_fits(key: Mapping[str, Any], alg: str) -> bool:
+    """Whether the public JWK ``key`` can receive a JWE with key management ``alg``."""
+    if jwks_problem({"keys": [dict(key)]}):
+        return False  # malformed members: never a candidate
+    if key.get("use") not in (None, "enc"):
+        return False
+    if key.get("alg") not in (None, alg):
+        return False
+    operations = key.get("key_ops")
+    if operations is not None and not {"encrypt", "wrapKey", "deriveKey"} & set(operations):
+        return False
+    if alg.startswith("RSA-OAEP"):
+        return key.get("kty") == "RSA"
+    if alg.startswith("ECDH-ES"):
+        return (key.get("kty") == "EC" and key.get("crv") in EC_CURVES) or (
+            key.get("kty") == "OKP" and key.get("crv") in OKP_CURVES
+        )
+    return False
+
+
+def select_key(jwks: Mapping[str, Any], alg: str) -> dict[str, Any]:
+    """The one key of ``jwks`` to encrypt to with ``alg``; :class:`KeyUnavailable` if none or several.
+
+    Keys marked with ``alg`` win over unmarked ones; more than one equally good key is ambiguous
+    (OpenID Connect Core 10.2: the client could not tell which one was used without a kid).
+    """
+    fitting = [key for key in jwks.get("keys", []) if isinstance(key, dict) and key_fits(key, alg)]
+    marked = [key for key in fitting if key.get("alg") == alg]
+    chosen = marked or fitting
+    if not chosen:
+        raise KeyUnavailable(
+            _("The client's JWK Set has no key for %(alg)s (use 'enc' or absent, of the matching type).") % {"alg": alg}
+        )
+    if len(chosen) > 1:
+        raise KeyUnavailable(
+            _('The client\'s JWK Set has %(n)d keys that fit %(alg)s; mark one with "alg": "%(alg)s".')
+            % {"n": len(chosen), "alg": alg}
+        )
+    return chosen[0]
+
+
+# jwks_uri ----------------------------------------------------------------------------------
+
+
+def jwks_uri_problem(uri: str) -> str:
+    """Why the fetcher would refuse ``uri`` before any network access, or ``""``."""
+    if len(uri) > MAX_JWKS_URI_LENGTH:
+        return _("The JWK Set URL is longer than %(n)d characters.") % {"n": MAX_JWKS_URI_LENGTH}
+    if any(ord(char) <= 0x20 or ord(char) == 0x7F for char in uri):
+        return _("The JWK Set URL contains spaces or control characters.")
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError:
+        return _("The JWK Set URL is not a valid URL (check the host and the port).")
+    if parts.scheme == "http" and not jarm_settings.CLIENT_JWKS_ALLOW_HTTP:
+        return _("The JWK Set URL must use https.")
+    if parts.scheme not in ("https", "http"):
+        return _("The JWK Set URL must use https.")
+    if not parts.hostname:
+        return _("The JWK Set URL has no host.")
+    if parts.username is not None or parts.password is not None:
+        return _("The JWK Set URL must not carry a user name or password.")
+    if parts.fragment:
+        return _("The JWK Set URL must not have a fragment.")
+    if port == 0:
+        return _("The JWK Set URL's port must be between 1 and 65535.")
+    if not jarm_settings.CLIENT_JWKS_ALLOW_PRIVATE_ADDRESSES:
+        try:
+            literal = ipaddress.ip_address(parts.hostname.split("%", 1)[0])
+        except ValueError:
+            literal = None
+        if literal is not None and not address_is_public(str(literal)):
+            return _("The JWK Set URL's host is not a public address.")
+    return ""
+
+
+def address_is_public(address: str) -> bool:
+    """Whether ``address`` is globally routable, including IPv4 embedded in IPv6 forms."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(ip)
+        if embedded is not None and not (embedded.is_global and not embedded.is_multicast):
+            return False
+    return bool(ip.is_global and not ip.is_multicast)
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries (mapped, compatible, NAT64, 6to4, Teredo), if any."""
+    value = int(ip)
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    if value >> 32 == 0xFFFF0000 or value >> 32 == 0 or ip in _NAT64:  # ::ffff:0:a.b.c.d, ::a.b.c.d, 64:ff9b::
+        return ipaddress.IPv4Address(value & 0xFFFFFFFF)
+    return None
+
+
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
