@@ -95,7 +95,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as directory, cluster.oidc_key_file(Path(directory)) as key_file:
         servers = cluster.Cluster(
             database_url=load_url,
-            redis_url=redis_url,
+            cache_url=redis_url,
             oidc_key_file=key_file,
             servers=args.servers,
             workers=args.workers,
@@ -109,7 +109,7 @@ def main() -> int:
                 session.mount("http://", adapter)
                 cluster.login(session, url, "alice", "alice-password")
                 sessions.append(session)
-            verifier = cluster.Verifier(f"{servers.urls[0]}/o/.well-known/jwks.json")
+            verifier = cluster.verifier(*servers.urls)
             rotated = threading.Event()
 
             def one(index: int) -> cluster.Outcome:

@@ -26,9 +26,11 @@ def database_from_url(url: str) -> dict[str, Any]:
 
 
 def cache_from_url(url: str) -> dict[str, Any]:
-    """``locmem://`` or ``redis://host:port/db``."""
+    """``locmem://``, ``dummy://`` or ``redis://host:port/db``."""
     if url.startswith("redis://"):
         return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url, "KEY_PREFIX": "jarm"}
     if url.startswith("locmem://"):
         return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    if url.startswith("dummy://"):
+        return {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}
     raise ValueError(f"Unsupported cache URL {url!r}")

@@ -84,4 +84,6 @@ OAUTH2_PROVIDER = {
     "PKCE_REQUIRED": True,
     "ALLOWED_REDIRECT_URI_SCHEMES": ["https", "http", "com.example.app"],
     "ALWAYS_RELOAD_OAUTHLIB_CORE": True,
+    # One issuer everywhere (django_jarm.E011): server processes started by the tests pin it.
+    "OIDC_ISS_ENDPOINT": JARM.get("ISSUER", ""),
 }
