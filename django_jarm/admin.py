@@ -14,7 +14,6 @@ import json
 from typing import Any, cast
 
 import django
-import oauth2_provider.admin  # noqa: F401  (DOT registers its Application admin first)
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
@@ -26,6 +25,7 @@ from django.utils.translation import gettext_lazy as _
 from oauth2_provider.models import get_application_model
 
 from . import tokens
+from ._compat import dot_admin  # noqa: F401  (DOT registers its Application admin first)
 from .client_keys import get_encryption_key
 from .conf import jarm_settings
 from .exceptions import ConfigurationError

@@ -22,10 +22,17 @@ from django.utils.decorators import method_decorator
 from django.views.generic import View
 from oauth2_provider.models import get_application_model, get_grant_model
 from oauth2_provider.settings import oauth2_settings
-from oauth2_provider.views import AuthorizationView, ConnectDiscoveryInfoView, OAuthServerMetadataView
 from oauthlib.oauth2.rfc6749.errors import CustomOAuth2Error, MismatchingRedirectURIError
 
 from . import tokens
+from ._compat import (
+    AuthorizationView,
+    ConnectDiscoveryInfoView,
+    FatalClientError,
+    OAuthServerMetadataView,
+    OAuthToolkitError,
+    login_not_required,
+)
 from .client_keys import EncryptionKey, get_encryption_key
 from .clients import client_settings_for
 from .conf import jarm_settings, settings_epoch
@@ -35,19 +42,6 @@ from .keys import SigningKey, available_signing_algs, get_signing_key, key_state
 from .models import ClientSettings
 from .response_modes import RESPONSE_MODES, ClientPolicy, ModeDecision, Params, resolve_response_mode
 from .signals import response_issued
-
-try:  # DOT master moved its helpers to oauth2_provider.core.
-    from oauth2_provider.core.exceptions import FatalClientError, OAuthToolkitError
-except ImportError:  # pragma: no branch
-    from oauth2_provider.exceptions import FatalClientError, OAuthToolkitError
-
-try:
-    from oauth2_provider.compat import login_not_required
-except ImportError:  # pragma: no cover - DOT without the Django 5.1 shim
-
-    def login_not_required(view: Any) -> Any:
-        return view
-
 
 logger = logging.getLogger(__name__)
 
