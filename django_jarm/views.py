@@ -24,7 +24,7 @@ from oauth2_provider.models import get_application_model, get_grant_model
 from oauth2_provider.settings import oauth2_settings
 from oauthlib.oauth2.rfc6749.errors import CustomOAuth2Error, MismatchingRedirectURIError
 
-from . import tokens
+from . import par, tokens
 from ._compat import (
     AuthorizationView,
     ConnectDiscoveryInfoView,
@@ -150,7 +150,7 @@ class JARMAuthorizationMixin:
     jarm_context: AuthorizationContext | None = None
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        problem = unstorable_parameter(request)
+        problem = par.unpushed_request_refusal(request) or unstorable_parameter(request)
         if problem is None:
             try:
                 response: HttpResponse = super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
@@ -159,8 +159,9 @@ class JARMAuthorizationMixin:
                 problem = "a parameter the database cannot store"
         # Nothing is verified yet, so nothing is redirected: an error page, as for a bad client.
         logger.info("Authorization request refused: %s", problem)
+        description = problem.description if isinstance(problem, ProtocolError) else f"Invalid request: {problem}."
         return self.render_to_response(  # type: ignore[attr-defined]
-            {"error": {"error": "invalid_request", "description": f"Invalid request: {problem}."}}, status=400
+            {"error": {"error": "invalid_request", "description": description}}, status=400
         )
 
     def get_form_class(self) -> type[JARMAllowForm]:
@@ -177,16 +178,10 @@ class JARMAuthorizationMixin:
         """The ``response_mode`` values of this request; more than one is an error.
 
         On the consent POST the form's hidden field is authoritative (under PAR the URL
-        carries only ``request_uri``); a different value in the URL counts as a repeat.
+        carries only ``request_uri``); a different value in the URL counts as a repeat, except
+        for a pushed request, whose URL parameters are ignored (:mod:`django_jarm.par`).
         """
-        request = self.request
-        queried = [value for value in request.GET.getlist("response_mode") if value]
-        if request.method == "POST" and "response_mode" in request.POST:
-            posted = [value for value in request.POST.getlist("response_mode") if value]
-            if queried and queried != posted:
-                return posted + queried
-            return posted
-        return queried
+        return par.requested_response_modes(self.request)
 
     def get_client_policy(self, application: Any, settings: ClientSettings | None, response_type: str) -> ClientPolicy:
         """The response mode policy for ``application`` asking for ``response_type``."""
@@ -452,6 +447,7 @@ def jarm_metadata(request: HttpRequest) -> dict[str, Any]:
         "authorization_signing_alg_values_supported": available_signing_algs(),
         "authorization_encryption_alg_values_supported": jarm_settings.encryption_algs,
         "authorization_encryption_enc_values_supported": jarm_settings.encryption_encs,
+        **par.par_metadata(request),
     }
 
 
