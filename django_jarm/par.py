@@ -39,8 +39,8 @@ def par_enabled() -> bool:
 def par_required() -> bool:
     """Whether every authorization request must be pushed.
 
-    FAPI 2.0 Security Profile 5.3.2.2: the authorization server shall require PAR. Only
-    when the installed DOT can serve it: without PAR there is no way to comply.
+    The FAPI 2.0 Security Profile makes the authorization server require PAR; only when the
+    installed DOT serves it (without PAR, refusing every request would not comply either).
     """
     return jarm_settings.PROFILE == "fapi2-message-signing" and par_enabled()
 
@@ -51,6 +51,7 @@ def is_pushed_request(request: HttpRequest) -> bool:
     It reads the URL as the user agent sent it: call it before DOT resolves the request URI
     on the GET (DOT then replaces the query with the pushed parameters), or on the consent
     POST, whose URL keeps it. Whether the request URI is still valid is DOT's to decide.
+    RFC 9126 5: such a request URI is usable whatever ``request_uri_parameter_supported`` says.
     """
     if not par_enabled():
         return False
