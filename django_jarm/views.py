@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from django.db import DataError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils.decorators import method_decorator
 from django.views.generic import View
@@ -423,6 +423,37 @@ class JARMAuthorizationMixin:
 
 class JARMAuthorizationView(JARMAuthorizationMixin, AuthorizationView):
     """DOT's authorization view answering in JARM response modes."""
+
+
+class JARMPushedAuthorizationRequestMixin:
+    """Goes before DOT's PushedAuthorizationRequestView (RFC 9126 2.1, where DOT has PAR).
+
+    A parameter the database cannot store (a NUL byte, too long for its column) is refused
+    with a JSON error before DOT stores the pushed request: never a 500 on PostgreSQL, and
+    never a request URI that could only fail later at the authorization endpoint.
+    """
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        problem = unstorable_parameter(request)
+        if problem is not None:
+            logger.info("Pushed authorization request refused: %s", problem)
+            refused = JsonResponse(
+                {"error": "invalid_request", "error_description": f"Invalid request: {problem}."}, status=400
+            )
+            refused["Cache-Control"] = "no-cache, no-store"  # RFC 9126 2.3
+            return refused
+        response: HttpResponse = super().post(request, *args, **kwargs)  # type: ignore[misc]
+        return response
+
+
+def pushed_authorization_request_view() -> Any:
+    """DOT's PAR endpoint view with :class:`JARMPushedAuthorizationRequestMixin`; DOTs with PAR only."""
+    from ._compat import PushedAuthorizationRequestView
+
+    class JARMPushedAuthorizationRequestView(JARMPushedAuthorizationRequestMixin, PushedAuthorizationRequestView):
+        """DOT's pushed authorization request endpoint."""
+
+    return JARMPushedAuthorizationRequestView.as_view()
 
 
 # Metadata ------------------------------------------------------------------------------

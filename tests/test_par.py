@@ -13,12 +13,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import pytest
 from django.conf import settings
 from django.test import Client, RequestFactory, override_settings
+from django.urls import resolve
 
 from django_jarm import par
 from django_jarm._compat import dot_has_par
 from django_jarm.keys import generate_server_key
+from django_jarm.views import JARMPushedAuthorizationRequestMixin
 from tests import rp
-from tests.conftest import ISSUER, REDIRECT_URI, push_request
+from tests.conftest import ISSUER, REDIRECT_URI, form_encoded, push_request
 
 pytestmark = [
     pytest.mark.skipif(
@@ -329,3 +331,40 @@ def test_a_pushed_request_uri_is_recognised_as_issued(make_app):
     request_uri = push_request(app, [*params, ("code_challenge", challenge), ("code_challenge_method", "S256")])
     assert request_uri.startswith(par.REQUEST_URI_PREFIX)
     assert par.is_pushed_request(RequestFactory().get("/o/authorize/?" + urlencode({"request_uri": request_uri})))
+
+
+# The PAR endpoint ------------------------------------------------------------------------
+
+
+def test_django_jarm_urls_serve_the_par_endpoint():
+    match = resolve("/o/par/")
+    assert match.view_name == "oauth2_provider:pushed-authorization-request"
+    assert issubclass(match.func.view_class, JARMPushedAuthorizationRequestMixin)
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"state": "a\x00b"}, "a parameter contains a NUL character"),
+        ({"response_mode": "query.jwt\x00"}, "a parameter contains a NUL character"),
+        ({"nonce": "n" * 256}, "nonce is longer than 255 characters"),
+    ],
+    ids=["nul-state", "nul-mode", "long-nonce"],
+)
+def test_par_endpoint_refuses_what_the_database_cannot_store(make_app, changes, problem):
+    app = make_app("code")
+    _, challenge = rp.pkce_pair()
+    body = {
+        "client_id": app.client_id,
+        "client_secret": app.plain_secret,
+        "response_type": "code",
+        "redirect_uri": REDIRECT_URI,
+        "scope": "read",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        **changes,
+    }
+    response = Client().post("/o/par/", **form_encoded(body))
+    assert response.status_code == 400
+    assert response.json() == {"error": "invalid_request", "error_description": f"Invalid request: {problem}."}
+    assert response["Cache-Control"] == "no-cache, no-store"
