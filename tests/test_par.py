@@ -210,6 +210,18 @@ def test_login_redirect_keeps_the_request_uri_for_after_login(user, make_app, au
     assert set(verified.params) == {"iss", "code", "state"}
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="DOT reads prompt before it resolves the request_uri: an anonymous pushed prompt=none "
+    "request goes to the login page instead of answering login_required",
+)
+def test_pushed_prompt_none_of_an_anonymous_user_is_login_required(make_app, authorize, verify):
+    app = make_app("code")
+    response, _, _ = authorize(Client(), app, "code", "query.jwt", extra={"prompt": "none"}, pushed=True)
+    _, verified = verify(response, app)
+    assert verified.params["error"] == "login_required"
+
+
 # Discovery --------------------------------------------------------------------------------
 
 
