@@ -15,7 +15,6 @@ import json
 from typing import Any, cast
 
 import django
-import oauth2_provider.admin  # noqa: F401  (DOT registers its Application admin first)
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
@@ -27,6 +26,7 @@ from django.utils.translation import gettext_lazy as _
 from oauth2_provider.models import get_application_model
 
 from . import tokens
+from ._compat import dot_admin  # noqa: F401  (DOT registers its Application admin first)
 from .authorization import AuthorizationRequest, get_planner
 from .conf import jarm_settings
 from .exceptions import ConfigurationError

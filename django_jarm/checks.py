@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.utils.module_loading import import_string
 
+from ._compat import dot_has_par
 from .authorization import ResponsePlanner
 from .conf import (
     ALL_ENCRYPTION_ALGS,
@@ -50,6 +51,7 @@ CHECK_IDS = {
     "django_jarm.W006": "the issuer is derived from the request's Host header (deploy)",
     "django_jarm.W007": "a JARM key that no longer exists is set",
     "django_jarm.E011": "JARM['ISSUER'] differs from the issuer DOT puts in ID tokens and RFC 9207 iss",
+    "django_jarm.E012": "PROFILE fapi2-message-signing with DOT's pushed authorization requests turned off",
 }
 
 
@@ -161,6 +163,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="django_jarm.E006",
             )
         )
+    messages += _check_pushed_requests()
     return messages
 
 
@@ -182,6 +185,23 @@ def _check_issuer() -> list[CheckMessage]:
             id="django_jarm.E011",
         )
     ]
+
+
+def _check_pushed_requests() -> list[CheckMessage]:
+    from oauth2_provider.settings import oauth2_settings
+
+    # FAPI 2.0 Security Profile: authorization requests are pushed (RFC 9126). django_jarm
+    # requires them wherever DOT serves PAR; with DOT's endpoint off nothing can be pushed.
+    if jarm_settings.PROFILE == "fapi2-message-signing" and dot_has_par() and not oauth2_settings.PAR_ENABLED:
+        return [
+            Error(
+                "PROFILE 'fapi2-message-signing' requires pushed authorization requests, "
+                "but OAUTH2_PROVIDER['PAR_ENABLED'] is False.",
+                hint=f"Set OAUTH2_PROVIDER['PAR_ENABLED'] to True, or change {SETTING_NAME}['PROFILE'].",
+                id="django_jarm.E012",
+            )
+        ]
+    return []
 
 
 def _check_algorithms() -> list[CheckMessage]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from django import forms
 from django.utils.translation import gettext_lazy as _
-from oauth2_provider.forms import AllowForm
 from oauth2_provider.models import get_application_model
+
+from ._compat import AllowForm
 
 
 class JARMAllowForm(AllowForm):

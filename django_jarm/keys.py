@@ -35,16 +35,12 @@ from jwcrypto.common import JWException, base64url_encode, json_encode
 from oauth2_provider.settings import oauth2_settings
 
 from . import state
+from ._compat import jwk_from_pem
 from .conf import ASYMMETRIC_SIGNING_ALGS, SYMMETRIC_SIGNING_ALGS, jarm_settings
 from .exceptions import ConfigurationError, KeyDecryptionError, KeyUnavailable, LifecycleConflict
 from .models import ServerKey
 from .signals import server_key_rotated
 from .validation import hmac_secret_problem
-
-try:  # DOT master moved its helpers to oauth2_provider.core.
-    from oauth2_provider.core.utils import jwk_from_pem
-except ImportError:  # pragma: no branch
-    from oauth2_provider.utils import jwk_from_pem
 
 logger = logging.getLogger(__name__)
 

@@ -17,13 +17,9 @@ from django.core.exceptions import DisallowedRedirect
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 
+from ._compat import OAuth2ResponseRedirect
 from .conf import jarm_settings
 from .exceptions import Refusal
-
-try:  # DOT master moved its helpers to oauth2_provider.core.
-    from oauth2_provider.core.http import OAuth2ResponseRedirect
-except ImportError:  # pragma: no branch
-    from oauth2_provider.http import OAuth2ResponseRedirect
 
 Params = Sequence[tuple[str, str]]
 

@@ -13,6 +13,7 @@ from django.urls import URLPattern, URLResolver
 from oauth2_provider import urls as dot_urls
 
 from . import views
+from ._compat import dot_has_par
 
 app_name = dot_urls.app_name
 
@@ -24,6 +25,8 @@ OVERRIDES: dict[str, Any] = {
     "oauth-server-metadata-issuer": views.JARMOAuthServerMetadataView.as_view(),
     "jwks-info": views.JARMJwksInfoView.as_view(),
 }
+if dot_has_par():
+    OVERRIDES["pushed-authorization-request"] = views.pushed_authorization_request_view()
 
 
 def swap_views(patterns: list[URLPattern | URLResolver]) -> list[URLPattern | URLResolver]:

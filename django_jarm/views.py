@@ -18,33 +18,28 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.db import DataError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils.decorators import method_decorator
 from django.views.generic import View
 from oauth2_provider.models import get_application_model, get_grant_model
 from oauth2_provider.settings import oauth2_settings
-from oauth2_provider.views import AuthorizationView, ConnectDiscoveryInfoView, OAuthServerMetadataView
 from oauthlib.oauth2.rfc6749.errors import CustomOAuth2Error, MismatchingRedirectURIError
 
-from . import authorization, state
+from . import authorization, par, state
+from ._compat import (
+    AuthorizationView,
+    ConnectDiscoveryInfoView,
+    FatalClientError,
+    OAuthServerMetadataView,
+    OAuthToolkitError,
+    login_not_required,
+)
 from .authorization import PUSHED_REQUEST_URI_PREFIX, AuthorizationRequest, ResponsePlan, get_issuer
 from .conf import jarm_settings
+from .exceptions import Refusal
 from .forms import JARMAllowForm
 from .keys import available_signing_algs, published_jwks_json
-
-try:  # DOT master moved its helpers to oauth2_provider.core.
-    from oauth2_provider.core.exceptions import FatalClientError, OAuthToolkitError
-except ImportError:  # pragma: no branch
-    from oauth2_provider.exceptions import FatalClientError, OAuthToolkitError
-
-try:
-    from oauth2_provider.compat import login_not_required
-except ImportError:  # pragma: no cover - DOT without the Django 5.1 shim
-
-    def login_not_required(view: Any) -> Any:
-        return view
-
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +85,7 @@ class JARMAuthorizationMixin:
     _jarm_pending_url: str = ""
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        problem = unstorable_parameter(request)
+        problem = par.unpushed_request_refusal(request) or unstorable_parameter(request)
         if problem is None:
             try:
                 response: HttpResponse = super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
@@ -99,8 +94,9 @@ class JARMAuthorizationMixin:
                 problem = "a parameter the database cannot store"
         # Nothing is verified yet, so nothing is redirected: an error page, as for a bad client.
         logger.info("Authorization request refused: %s", problem)
+        description = problem.description if isinstance(problem, Refusal) else f"Invalid request: {problem}."
         return self.render_to_response(  # type: ignore[attr-defined]
-            {"error": {"error": "invalid_request", "description": f"Invalid request: {problem}."}}, status=400
+            {"error": {"error": "invalid_request", "description": description}}, status=400
         )
 
     def get_form_class(self) -> type[JARMAllowForm]:
@@ -114,17 +110,11 @@ class JARMAuthorizationMixin:
     def get_requested_response_modes(self) -> list[str]:
         """The ``response_mode`` values of this request; more than one is an error.
 
-        On the consent POST the form's hidden field is authoritative (under PAR the URL carries
-        only ``request_uri``); a different value in the URL counts as a repeat.
+        On the consent POST the form's hidden field is authoritative (under PAR the URL
+        carries only ``request_uri``); a different value in the URL counts as a repeat, except
+        for a pushed request, whose URL parameters are ignored (:mod:`django_jarm.par`).
         """
-        request = self.request
-        queried = [value for value in request.GET.getlist("response_mode") if value]
-        if request.method == "POST" and "response_mode" in request.POST:
-            posted = [value for value in request.POST.getlist("response_mode") if value]
-            if queried and queried != posted:
-                return posted + queried
-            return posted
-        return queried
+        return par.requested_response_modes(self.request)
 
     # DOT's seams -------------------------------------------------------------------------------
 
@@ -244,6 +234,37 @@ class JARMAuthorizationView(JARMAuthorizationMixin, AuthorizationView):
     """DOT's authorization view answering in JARM response modes."""
 
 
+class JARMPushedAuthorizationRequestMixin:
+    """Goes before DOT's PushedAuthorizationRequestView (RFC 9126 2.1, where DOT has PAR).
+
+    A parameter the database cannot store (a NUL byte, too long for its column) is refused
+    with a JSON error before DOT stores the pushed request: never a 500 on PostgreSQL, and
+    never a request URI that could only fail later at the authorization endpoint.
+    """
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        problem = unstorable_parameter(request)
+        if problem is not None:
+            logger.info("Pushed authorization request refused: %s", problem)
+            refused = JsonResponse(
+                {"error": "invalid_request", "error_description": f"Invalid request: {problem}."}, status=400
+            )
+            refused["Cache-Control"] = "no-cache, no-store"  # RFC 9126 2.3
+            return refused
+        response: HttpResponse = super().post(request, *args, **kwargs)  # type: ignore[misc]
+        return response
+
+
+def pushed_authorization_request_view() -> Any:
+    """DOT's PAR endpoint view with :class:`JARMPushedAuthorizationRequestMixin`; DOTs with PAR only."""
+    from ._compat import PushedAuthorizationRequestView
+
+    class JARMPushedAuthorizationRequestView(JARMPushedAuthorizationRequestMixin, PushedAuthorizationRequestView):
+        """DOT's pushed authorization request endpoint."""
+
+    return JARMPushedAuthorizationRequestView.as_view()
+
+
 # Metadata ------------------------------------------------------------------------------
 
 
@@ -269,6 +290,7 @@ def jarm_metadata(request: HttpRequest) -> dict[str, Any]:
         # OpenID Connect Discovery 3: absent means true, and request objects are not supported.
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
+        **par.par_metadata(request),
     }
 
 

@@ -109,9 +109,29 @@ def make_app(user: Any) -> Callable[..., Any]:
     return make
 
 
+def form_encoded(data: dict[str, str] | list[tuple[str, str]]) -> dict[str, Any]:
+    """Client.post() arguments for an application/x-www-form-urlencoded body (RFC 6749 3.2, RFC 9126 2.1)."""
+    return {"data": urlencode(data), "content_type": "application/x-www-form-urlencoded"}
+
+
+def push_request(app: Any, params: list[tuple[str, str]]) -> str:
+    """Push an authorization request to DOT's PAR endpoint (RFC 9126 2.1); returns its request_uri."""
+    body = list(params)
+    if app.client_type == Application.CLIENT_CONFIDENTIAL:
+        body.append(("client_secret", app.plain_secret))
+    response = Client().post("/o/par/", **form_encoded(body))
+    assert response.status_code == 201, response.content
+    request_uri: str = response.json()["request_uri"]
+    return request_uri
+
+
 @pytest.fixture
 def authorize() -> Callable[..., Any]:
-    """Send an authorization request; returns (response, code_verifier, query)."""
+    """Send an authorization request; returns (response, code_verifier, query).
+
+    ``pushed=True`` pushes the parameters to the PAR endpoint first and sends only client_id
+    and request_uri to the authorization endpoint (RFC 9126 4).
+    """
 
     def send(
         client: Client,
@@ -124,6 +144,7 @@ def authorize() -> Callable[..., Any]:
         redirect_uri: str | None = REDIRECT_URI,
         nonce: str | None = "n-0S6_WzA2Mj",
         extra: dict[str, Any] | None = None,
+        pushed: bool = False,
     ) -> tuple[Any, str, list[tuple[str, str]]]:
         verifier, challenge = rp.pkce_pair()
         query: list[tuple[str, str]] = [("client_id", app.client_id), ("response_type", response_type)]
@@ -140,6 +161,8 @@ def authorize() -> Callable[..., Any]:
         modes = [response_mode] if isinstance(response_mode, str) else (response_mode or [])
         query += [("response_mode", mode) for mode in modes]
         query += list((extra or {}).items())
+        if pushed:
+            query = [("client_id", app.client_id), ("request_uri", push_request(app, query))]
         return client.get("/o/authorize/?" + urlencode(query)), verifier, query
 
     return send
@@ -200,7 +223,7 @@ def redeem() -> Callable[..., Any]:
         }
         if app.client_type == Application.CLIENT_CONFIDENTIAL:
             data["client_secret"] = app.plain_secret
-        return Client().post("/o/token/", data)
+        return Client().post("/o/token/", **form_encoded(data))
 
     return exchange
 

@@ -12,6 +12,7 @@ from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
 from django_jarm import checks
+from django_jarm._compat import dot_has_par
 from django_jarm.conf import DEFAULTS
 from django_jarm.keys import generate_server_key
 
@@ -126,6 +127,29 @@ def test_profile_without_conflict():
         "ENCRYPTION_ALGS_SUPPORTED": ["RSA-OAEP-256", "ECDH-ES"],
     }
     assert settings_check(**jarm) == []
+
+
+FAPI2_CLEAN = {
+    "PROFILE": "fapi2-message-signing",
+    "DEFAULT_SIGNING_ALG": "PS256",
+    "SIGNING_ALGS_SUPPORTED": ["PS256"],
+    "ENCRYPTION_ALGS_SUPPORTED": ["RSA-OAEP-256"],
+}
+
+
+@pytest.mark.skipif(not dot_has_par(), reason="the installed django-oauth-toolkit has no pushed authorization requests")
+def test_e012_fapi2_with_dots_par_turned_off():
+    with override_settings(OAUTH2_PROVIDER={**django_settings.OAUTH2_PROVIDER, "PAR_ENABLED": False}):
+        messages = settings_check(**FAPI2_CLEAN)
+    assert ids(messages) == ["django_jarm.E012"]
+    assert "OAUTH2_PROVIDER['PAR_ENABLED']" in messages[0].hint
+    assert settings_check(**FAPI2_CLEAN) == []
+
+
+@pytest.mark.skipif(dot_has_par(), reason="the installed django-oauth-toolkit has pushed authorization requests")
+def test_e011_is_not_raised_where_dot_has_no_par():
+    # There is nothing to turn on: the profile cannot require what DOT does not serve.
+    assert settings_check(**FAPI2_CLEAN) == []
 
 
 @pytest.mark.django_db

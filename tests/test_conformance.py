@@ -19,6 +19,7 @@ from django.test import Client, override_settings
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
+from django_jarm import par
 from django_jarm.keys import generate_server_key
 from tests import rp
 
@@ -236,7 +237,11 @@ def test_code_flow_plans(browser, make_app, authorize, discovery, redeem, plan, 
         generate_server_key(alg)
     app = make_app("code", redirect_uris=REGISTERED_REDIRECT_URI, jarm={"authorization_signed_response_alg": alg})
     with override_settings(JARM={"PROFILE": plan} if plan else {}):
-        response, verifier, _ = authorize(browser, app, "code", mode, state=state, redirect_uri=REGISTERED_REDIRECT_URI)
+        # FAPI 2.0 requires pushed authorization requests wherever DOT serves them.
+        pushed = par.par_required()
+        response, verifier, _ = authorize(
+            browser, app, "code", mode, state=state, redirect_uri=REGISTERED_REDIRECT_URI, pushed=pushed
+        )
         params = run_success_checks(response, app, discovery(), state=state)
     token = params.pop("_token")
     if plan == "fapi1-advanced":
