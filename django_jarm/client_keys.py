@@ -289,3 +289,44 @@ def _fetch(uri: str) -> dict[str, Any]:
     if problem:
         raise ConfigurationError(f"The jwks_uri did not answer a public JWK Set: {problem}")
     return dict(jwks)
+
+
+# Registration-time checks ----------------------------------------------------------------
+
+
+def jwks_uri_host_problem(uri: str) -> str:
+    """Why the fetcher would refuse ``uri``'s host without resolving it, or ``""``.
+
+    Only what is known without DNS: a missing host, and a host that is a non-public address
+    literal (or ``localhost``). A name that resolves to a non-public address is still refused
+    when it is fetched, since its DNS answer may change after it was checked.
+    """
+    try:
+        host = urlsplit(uri).hostname
+    except ValueError:
+        return "The jwks_uri is not a URL."
+    if not host:
+        return "The jwks_uri has no host."
+    if jarm_settings.CLIENT_JWKS_ALLOW_PRIVATE_ADDRESSES:
+        return ""
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        if host == "localhost" or host.endswith(".localhost"):
+            return "The jwks_uri host is a loopback name, which this server does not fetch from."
+        return ""
+    if not _allowed_address(str(literal)):
+        return "The jwks_uri host is a non-public address, which this server does not fetch from."
+    return ""
+
+
+def unreadable_key_problem(jwks: dict[str, Any]) -> str:
+    """Why a key of the public JWK Set ``jwks`` cannot be read, or ``""`` when all can."""
+    for key in jwks.get("keys", []):
+        if not isinstance(key, dict):
+            continue  # jwks_problem() reports the shape
+        try:
+            _import_public(key)
+        except ConfigurationError as exc:
+            return str(exc)
+    return ""

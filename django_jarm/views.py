@@ -33,6 +33,7 @@ from .exceptions import ConfigurationError, JARMError, ProtocolError, ResponseNo
 from .forms import JARMAllowForm
 from .keys import SigningKey, available_signing_algs, get_signing_key, key_state, published_jwks_json
 from .models import ClientSettings
+from .registration import add_registration_endpoint
 from .response_modes import RESPONSE_MODES, ClientPolicy, ModeDecision, Params, resolve_response_mode
 from .signals import response_issued
 
@@ -477,6 +478,7 @@ class _JARMMetadataMixin:
                 return response
             data = json.loads(response.content)
             data.update(jarm_metadata(request))
+            add_registration_endpoint(data, request)
             if not data.get("jwks_uri"):
                 data["jwks_uri"] = _jwks_url(request)
             headers = [
