@@ -8,6 +8,9 @@ from typing import Any
 
 import pytest
 from django.test import Client
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from joserfc.jwk import ECKey, RSAKey
 from oauth2_provider.models import get_access_token_model, get_application_model
 
@@ -508,6 +511,67 @@ def test_malformed_replacement_is_invalid_client_metadata():
     assert counts() == (1, 0, 1)
 
 
+#: Any JSON value, of any type and shape.
+any_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=8,
+)
+#: Values a member might plausibly carry, valid or not, and anything at all.
+member_value = st.one_of(
+    st.sampled_from(["PS256", "ES256", "HS256", "none", "RSA-OAEP-256", "dir", "A256GCM", "ECDH-ES", "", "x" * 3000]),
+    st.sampled_from(["https://rp.example/jwks.json", "http://rp.example/", "https://10.0.0.1/", "https://[x/"]),
+    st.sampled_from([{"keys": [ENC_KEY]}, {"keys": [SIG_KEY, ENC_KEY]}, {"keys": [PRIVATE_KEY]}, {"keys": [{}]}]),
+    st.lists(st.sampled_from(["jwt", "query", "query.jwt", "web_message", ""]), max_size=3),
+    any_json,
+)
+metadata = st.dictionaries(st.sampled_from([*DEFAULTS, "require_jarm", "token_endpoint_auth_method"]), member_value)
+
+
+@pytest.mark.django_db
+@hypothesis_settings(
+    max_examples=150,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(members=metadata)
+def test_any_metadata_is_registered_or_refused_never_a_500(members):
+    before = counts()
+    response = register({**BASE, **members})  # an exception in the view fails the test
+    if response.status_code == 201:
+        assert counts()[0] == before[0] + 1
+        return
+    assert response.status_code == 400, response.content
+    assert response.json()["error"] == "invalid_client_metadata"
+    assert counts() == before
+
+
+@pytest.mark.django_db
+def test_an_operator_can_let_a_registered_client_sign_with_its_secret(settings, browser, authorize, verify):
+    settings.JARM = {"SIGNING_ALGS_SUPPORTED": ["RS256", "HS256"]}
+    body = register(BASE).json()
+    refused = replace(body, {**BASE, "client_id": body["client_id"], "authorization_signed_response_alg": "HS256"})
+    assert "stores the secrets of registered clients hashed" in refused.json()["error_description"]
+
+    # The operator, in the admin: stop hashing this client's secret and set a new one.
+    application = Application.objects.get(client_id=body["client_id"])
+    secret = "an-unhashed-secret-of-at-least-thirty-two-octets"
+    application.hash_client_secret = False
+    application.client_secret = secret
+    application.save()
+    accepted = replace(body, {**BASE, "client_id": body["client_id"], "authorization_signed_response_alg": "HS256"})
+    assert accepted.status_code == 200, accepted.content
+    assert accepted.json()["authorization_signed_response_alg"] == "HS256"
+
+    client = SimpleNamespace(
+        client_id=body["client_id"], client_type=Application.CLIENT_CONFIDENTIAL, plain_secret=secret
+    )
+    page, _, _ = authorize(browser, client, "code", "query.jwt", scope="read")
+    _, verified = verify(consent(browser, page), client)  # joserfc, keyed with the raw secret
+    assert verified.header["alg"] == "HS256"
+
+
 @pytest.mark.django_db
 def test_registration_is_off_unless_enabled(settings):
     settings.OAUTH2_PROVIDER = {**settings.OAUTH2_PROVIDER, "DCR_ENABLED": False}
@@ -535,6 +599,13 @@ def test_discovery_lists_the_registration_endpoint(settings, path):
     assert Client().get(path).json()["registration_endpoint"] == "http://testserver/o/register/"
     settings.OAUTH2_PROVIDER = {**settings.OAUTH2_PROVIDER, "DCR_ENABLED": False}
     assert "registration_endpoint" not in Client().get(path).json()
+
+
+@pytest.mark.django_db
+def test_registration_endpoint_follows_a_configured_issuer(settings):
+    settings.OAUTH2_PROVIDER = {**settings.OAUTH2_PROVIDER, "OIDC_ISS_ENDPOINT": "https://login.example/o"}
+    document = Client().get("/o/.well-known/openid-configuration").json()
+    assert document["registration_endpoint"] == "https://login.example/o/register/"
 
 
 # A JARM flow with a freshly registered client ---------------------------------------------
