@@ -101,7 +101,15 @@ class InvalidClientMetadata(Exception):
 
 
 def invalid_client_metadata(description: str) -> HttpResponse:
-    return no_store(JsonResponse({"error": "invalid_client_metadata", "error_description": description}, status=400))
+    body = {"error": "invalid_client_metadata", "error_description": error_description(description)}
+    return no_store(JsonResponse(body, status=400))
+
+
+def error_description(text: str) -> str:
+    """``text`` in the characters RFC 6749 5.2 allows an ``error_description``: printable ASCII
+    without ``"`` and ``\\`` (quotes become ``'``, anything else outside the set ``?``)."""
+    text = text.replace('"', "'").replace("\\", "/")
+    return "".join(char if " " <= char <= "~" else "?" for char in text)
 
 
 def no_store(response: HttpResponse) -> HttpResponse:
@@ -170,18 +178,18 @@ def jarm_members(data: dict[str, Any]) -> dict[str, Any]:
         if name in STRING_MEMBERS:
             limit = int(getattr(ClientSettings._meta.get_field(name), "max_length", 0) or 0)
             if not isinstance(value, str):
-                problems.append(f"{name}: must be a string.")
+                problems.append(f"{name}: Must be a string.")
                 continue
             if len(value) > limit:
-                problems.append(f"{name}: must be at most {limit} characters.")
+                problems.append(f"{name}: Must be at most {limit} characters.")
                 continue
         elif name == "jwks" and not isinstance(value, dict):
-            problems.append('jwks: must be a JSON object (a JWK Set, {"keys": [...]}).')
+            problems.append('jwks: Must be a JSON object (a JWK Set, {"keys": [...]}).')
             continue
         elif name == "response_modes" and not (
             isinstance(value, list) and all(isinstance(mode, str) for mode in value)
         ):
-            problems.append("response_modes: must be an array of strings.")
+            problems.append("response_modes: Must be an array of strings.")
             continue
         members[name] = value
     if problems:
@@ -225,7 +233,7 @@ def registration_problems(settings: ClientSettings) -> dict[str, list[str]]:
     refused = PROFILE_REFUSED_MODES.get(jarm_settings.PROFILE or "", ())
     for mode in settings.response_modes if isinstance(settings.response_modes, list) else ():
         if mode in ALL_RESPONSE_MODES and mode not in offered:
-            problems.setdefault("response_modes", []).append(f"this server does not offer {mode}.")
+            problems.setdefault("response_modes", []).append(f"This server does not offer {mode}.")
         elif mode in refused:
             problems.setdefault("response_modes", []).append(
                 f"{mode} is not allowed under the {jarm_settings.PROFILE} profile; use "

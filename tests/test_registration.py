@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from types import SimpleNamespace
 from typing import Any
 
@@ -408,33 +409,39 @@ INVALID = {
         "jwks",
         "cannot be read",
     ),
-    "jwks without keys list": ({"jwks": {"keys": "all of them"}}, {}, "jwks", '"keys" list'),
-    "key member of the wrong type": ({"jwks": {"keys": [{**ENC_KEY, "kid": 7}]}}, {}, "jwks", '"kid" member'),
+    "jwks without keys list": ({"jwks": {"keys": "all of them"}}, {}, "jwks", "'keys' list"),
+    "key member of the wrong type": ({"jwks": {"keys": [{**ENC_KEY, "kid": 7}]}}, {}, "jwks", "'kid' member"),
     "alg of the wrong type": (
         {"authorization_signed_response_alg": 256},
         {},
         "authorization_signed_response_alg",
-        "must be a string",
+        "Must be a string",
     ),
     "enc of the wrong type": (
         {"authorization_encrypted_response_enc": ["A256GCM"]},
         {},
         "authorization_encrypted_response_enc",
-        "must be a string",
+        "Must be a string",
     ),
     "over-long alg": (
         {"authorization_signed_response_alg": "PS256" * 400},
         {},
         "authorization_signed_response_alg",
-        "at most 10 characters",
+        "Must be at most 10 characters",
     ),
-    "jwks of the wrong type": ({"jwks": [ENC_KEY]}, {}, "jwks", "must be a JSON object"),
-    "jwks as a string": ({"jwks": json.dumps({"keys": [ENC_KEY]})}, {}, "jwks", "must be a JSON object"),
-    "jwks_uri of the wrong type": ({"jwks_uri": {"url": "https://rp.example/"}}, {}, "jwks_uri", "must be a string"),
-    "response_modes as a string": ({"response_modes": "jwt"}, {}, "response_modes", "must be an array of strings"),
-    "response_modes of numbers": ({"response_modes": [1, 2]}, {}, "response_modes", "must be an array of strings"),
+    "jwks of the wrong type": ({"jwks": [ENC_KEY]}, {}, "jwks", "Must be a JSON object"),
+    "jwks as a string": ({"jwks": json.dumps({"keys": [ENC_KEY]})}, {}, "jwks", "Must be a JSON object"),
+    "jwks_uri of the wrong type": ({"jwks_uri": {"url": "https://rp.example/"}}, {}, "jwks_uri", "Must be a string"),
+    "response_modes as a string": ({"response_modes": "jwt"}, {}, "response_modes", "Must be an array of strings"),
+    "response_modes of numbers": ({"response_modes": [1, 2]}, {}, "response_modes", "Must be an array of strings"),
     "NUL in a key id": ({"jwks": {"keys": [{**ENC_KEY, "kid": "a\x00b"}]}}, {}, "client metadata", "NUL character"),
     "NUL in the client name": ({"client_name": "evil\x00"}, {}, "client metadata", "NUL character"),
+    "markup and non-ASCII in an alg": (
+        {"authorization_signed_response_alg": '"\\é\u2028'},
+        {},
+        "authorization_signed_response_alg",
+        "is not a valid choice",
+    ),
 }
 
 
@@ -449,6 +456,8 @@ def test_invalid_metadata_is_refused_and_nothing_is_stored(settings, case):
     assert body["error"] == "invalid_client_metadata"
     assert member in body["error_description"]
     assert rule in body["error_description"]
+    # RFC 6749 5.2: printable ASCII without '"' and '\\'.
+    assert re.fullmatch(r"[\x20\x21\x23-\x5b\x5d-\x7e]+", body["error_description"]), body["error_description"]
     assert counts() == (0, 0, 0)
 
 
