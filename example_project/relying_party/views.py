@@ -133,7 +133,7 @@ def client_and_flow(request: HttpRequest, name: str, slug: str | None = None) ->
     client = CLIENTS_BY_ID.get(name)
     if client is None:
         registration = request.session.get(REGISTRATIONS_SESSION_KEY, {}).get(name)
-        if registration is None or registration["status"] != 201:
+        if registration is None or not registered(registration):
             raise Http404("No such demo client.")
         client = registered_client(name, registration["answer"])
     flow = client.flow(slug) if slug is not None else None
@@ -217,6 +217,11 @@ def register(request: HttpRequest) -> HttpResponse:
     return response
 
 
+def registered(registration: dict[str, Any]) -> bool:
+    """Whether the server registered the client (RFC 7591 3.2.1: 201 with a client_id)."""
+    return registration["status"] == 201 and isinstance(registration["answer"].get("client_id"), str)
+
+
 #: Members of a registration answer that are credentials: shown shortened.
 REGISTRATION_SECRETS = ("client_secret", "registration_access_token")
 
@@ -227,7 +232,7 @@ def registration(request: HttpRequest, name: str) -> HttpResponse:
     if found is None:
         raise Http404("No such registration in this browser session.")
     answer = {key: shorten(value) if key in REGISTRATION_SECRETS else value for key, value in found["answer"].items()}
-    client = registered_client(name, found["answer"]) if found["status"] == 201 else None
+    client = registered_client(name, found["answer"]) if registered(found) else None
     return page(
         request,
         "relying_party/registration.html",
