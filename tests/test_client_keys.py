@@ -16,7 +16,13 @@ import pytest
 from django.test import override_settings
 from joserfc.jwk import ECKey, RSAKey
 
-from django_jarm.client_keys import _allowed_address, derive_secret_key, select_key
+from django_jarm.client_keys import (
+    _allowed_address,
+    derive_secret_key,
+    jwks_uri_host_problem,
+    select_key,
+    unreadable_key_problem,
+)
 from django_jarm.exceptions import ConfigurationError
 from tests import rp
 from tests.conftest import REDIRECT_URI
@@ -284,3 +290,36 @@ def test_unresolvable_host(browser, make_app, authorize):
     app = encrypted_app(make_app, "https://jwks.invalid/keys")
     with override_settings(JARM=LOCAL):
         assert answer_of(browser, app, authorize)["error"] == "server_error"
+
+
+@pytest.mark.parametrize(
+    ("uri", "problem"),
+    [
+        ("https://rp.example/jwks.json", ""),
+        ("https://93.184.216.34/jwks.json", ""),
+        ("https://127.0.0.1/jwks.json", "non-public address"),
+        ("https://10.0.0.7:8443/jwks.json", "non-public address"),
+        ("https://169.254.169.254/latest", "non-public address"),
+        ("https://[::ffff:192.168.1.1]/jwks.json", "non-public address"),
+        ("https://localhost/jwks.json", "loopback name"),
+        ("https://keys.localhost/jwks.json", "loopback name"),
+        ("https:///jwks.json", "has no host"),
+        ("https://[oops/jwks.json", "not a URL"),
+    ],
+)
+def test_jwks_uri_host_problem_without_dns(uri, problem):
+    found = jwks_uri_host_problem(uri)
+    if problem:
+        assert problem in found
+    else:
+        assert found == ""
+    # Allowing private addresses leaves only the problems of the URL itself.
+    with override_settings(JARM={"CLIENT_JWKS_ALLOW_PRIVATE_ADDRESSES": True}):
+        allowed = jwks_uri_host_problem(uri)
+    assert allowed == (found if problem in ("has no host", "not a URL") else "")
+
+
+def test_unreadable_key_problem_names_the_key():
+    good = RSAKey.generate_key(2048, parameters={"kid": "good"}).as_dict(private=False)
+    assert unreadable_key_problem({"keys": [good]}) == ""
+    assert "'broken'" in unreadable_key_problem({"keys": [good, {"kty": "EC", "kid": "broken", "crv": "P-256"}]})
