@@ -154,10 +154,11 @@ def _holds_nul(value: Any) -> bool:
 
 
 def hide_from_dot(request: HttpRequest, data: dict[str, Any]) -> None:
-    """Give DOT the request without the JARM members, so it neither drops them nor judges them.
+    """Give DOT the request without the JARM members: they are ours to judge and store.
 
-    (A DOT that reads a client ``jwks`` would refuse one holding only encryption keys, which is
-    exactly what a client asking for encrypted responses registers.)
+    A client ``jwks`` is then judged by django_jarm's rules only, whatever DOT's own rules for
+    one are: a set holding only encryption keys is exactly what a client that wants encrypted
+    responses registers. (DOT 3.4.1 ignores ``jwks``.)
     """
     rest = {name: value for name, value in data.items() if name not in CLIENT_METADATA}
     request._body = json.dumps(rest).encode("utf-8")  # the body HttpRequest.body returns
