@@ -64,10 +64,11 @@ STRING_MEMBERS = (
     "jwks_uri",
 )
 
-#: Plain response modes each profile leaves no use for. FAPI 2.0 Message Signing 5.4.1: JARM
-#: is required. FAPI 1.0 Advanced 5.2.2-2: code with JARM, or code id_token (fragment) only.
+#: Plain response modes each profile leaves no use for. FAPI 2.0 Message Signing 5.4.1: code
+#: with JARM only. FAPI 1.0 Advanced 5.2.2-2: code with JARM, or code id_token, which may not
+#: travel in the query (OAuth 2.0 Multiple Response Types 5).
 PROFILE_REFUSED_MODES: dict[str, tuple[str, ...]] = {
-    "fapi1-advanced": ("query", "form_post"),
+    "fapi1-advanced": ("query",),
     "fapi2-message-signing": ("query", "fragment", "form_post"),
 }
 

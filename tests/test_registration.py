@@ -385,6 +385,12 @@ INVALID = {
         "response_modes",
         "query is not allowed under the fapi2-message-signing profile",
     ),
+    "plain query under FAPI 1": (
+        {"response_modes": ["fragment", "query"]},
+        {"PROFILE": "fapi1-advanced"},
+        "response_modes",
+        "query is not allowed under the fapi1-advanced profile",
+    ),
     "disabled encryption alg": (
         {"authorization_encrypted_response_alg": "RSA-OAEP", "jwks": {"keys": [ENC_KEY]}},
         {"ENCRYPTION_ALGS_SUPPORTED": ["ECDH-ES"]},
@@ -459,6 +465,18 @@ def test_invalid_metadata_is_refused_and_nothing_is_stored(settings, case):
     # RFC 6749 5.2: printable ASCII without '"' and '\\'.
     assert re.fullmatch(r"[\x20\x21\x23-\x5b\x5d-\x7e]+", body["error_description"]), body["error_description"]
     assert counts() == (0, 0, 0)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("profile", "modes"),
+    [("fapi1-advanced", ["fragment", "form_post", "jwt"]), ("fapi2-message-signing", ["jwt", "form_post.jwt"])],
+)
+def test_what_a_profile_allows_registers(settings, profile, modes):
+    settings.JARM = {"PROFILE": profile}
+    response = register({**BASE, "authorization_signed_response_alg": "PS256", "response_modes": modes})
+    assert response.status_code == 201, response.content
+    assert response.json()["response_modes"] == modes
 
 
 @pytest.mark.django_db
