@@ -4,6 +4,7 @@ snapshot), or derived from the client secret (OpenID Connect Core 10.2).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -63,11 +64,16 @@ def derive_secret_key(secret: str, alg: str, enc: str) -> bytes:
 
 
 def _import_public(key: dict[str, Any]) -> jwk.JWK:
-    serialized = json.dumps(key, sort_keys=True)
     try:
-        return state.current().memo("client-public-key", serialized, lambda: jwk.JWK.from_json(serialized))
+        return _parsed_public_key(json.dumps(key, sort_keys=True))
     except Exception as exc:  # jwcrypto raises several types for malformed keys
         raise KeyUnavailable(f"The client's key {key.get('kid', '')!r} cannot be read.") from exc
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_public_key(serialized: str) -> jwk.JWK:
+    """A pure function of the key's content: remembering it can never be stale."""
+    return jwk.JWK.from_json(serialized)
 
 
 def get_encryption_key(application: Any, metadata: ClientMetadata) -> EncryptionKey:
@@ -223,3 +229,18 @@ def _fetch(uri: str) -> dict[str, Any]:
     if problem:
         raise ConfigurationError(f"The jwks_uri did not answer a public JWK Set: {problem}")
     return dict(jwks)
+
+
+# Registration-time checks ----------------------------------------------------------------
+
+
+def unreadable_key_problem(jwks: dict[str, Any]) -> str:
+    """Why a key of the public JWK Set ``jwks`` cannot be read, or ``""`` when all can."""
+    for key in jwks.get("keys", []):
+        if not isinstance(key, dict):
+            continue  # jwks_problem() reports the shape
+        try:
+            _import_public(key)
+        except ConfigurationError as exc:
+            return str(exc)
+    return ""

@@ -12,7 +12,7 @@ from typing import Any
 from django.urls import URLPattern, URLResolver
 from oauth2_provider import urls as dot_urls
 
-from . import views
+from . import registration, views
 from ._compat import dot_has_par
 
 app_name = dot_urls.app_name
@@ -24,6 +24,8 @@ OVERRIDES: dict[str, Any] = {
     "oauth-server-metadata": views.JARMOAuthServerMetadataView.as_view(),
     "oauth-server-metadata-issuer": views.JARMOAuthServerMetadataView.as_view(),
     "jwks-info": views.JARMJwksInfoView.as_view(),
+    "dcr-register": registration.JARMDynamicClientRegistrationView.as_view(),
+    "dcr-register-management": registration.JARMDynamicClientRegistrationManagementView.as_view(),
 }
 if dot_has_par():
     OVERRIDES["pushed-authorization-request"] = views.pushed_authorization_request_view()
@@ -43,4 +45,5 @@ metadata_urlpatterns = swap_views(dot_urls.metadata_urlpatterns)
 base_urlpatterns = swap_views(dot_urls.base_urlpatterns)
 management_urlpatterns = swap_views(dot_urls.management_urlpatterns)
 oidc_urlpatterns = swap_views(dot_urls.oidc_urlpatterns)
+dcr_urlpatterns = swap_views(dot_urls.dcr_urlpatterns)
 urlpatterns = swap_views(dot_urls.urlpatterns)

@@ -146,9 +146,14 @@ def client_metadata_errors(metadata: ClientMetadata, application: Any | None) ->
             "response_modes",
             _("Give a list of response modes among: %(modes)s.") % {"modes": ", ".join(ALL_RESPONSE_MODES)},
         )
-    elif any(mode not in jarm_settings.response_modes for mode in modes):
-        offered = ", ".join(jarm_settings.response_modes)
-        add("response_modes", _("This server offers only these response modes: %(modes)s.") % {"modes": offered})
+    else:
+        for mode in modes:
+            if mode not in jarm_settings.response_modes:
+                offered = ", ".join(jarm_settings.response_modes)
+                add(
+                    "response_modes",
+                    _("This server does not offer %(mode)s; it offers %(modes)s.") % {"mode": mode, "modes": offered},
+                )
     if not isinstance(metadata.require_jarm, bool):
         add("require_jarm", _("require_jarm is true or false."))
     return errors
@@ -324,6 +329,9 @@ def jwks_uri_problem(uri: str) -> str:
             literal = None
         if literal is not None and not address_is_public(str(literal)):
             return _("The JWK Set URL's host is not a public address.")
+        host = parts.hostname.rstrip(".").lower()
+        if host == "localhost" or host.endswith(".localhost"):
+            return _("The JWK Set URL's host is a loopback name.")
     return ""
 
 

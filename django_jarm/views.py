@@ -40,6 +40,7 @@ from .conf import jarm_settings
 from .exceptions import Refusal
 from .forms import JARMAllowForm
 from .keys import available_signing_algs, published_jwks_json
+from .registration import add_registration_endpoint
 
 logger = logging.getLogger(__name__)
 
@@ -305,6 +306,7 @@ class _JARMMetadataMixin:
                 return response
             data = json.loads(response.content)
             data.update(jarm_metadata(request))
+            add_registration_endpoint(data, request)
             if not data.get("jwks_uri"):
                 data["jwks_uri"] = _jwks_url(request)
             headers = [

@@ -128,6 +128,12 @@ OAUTH2_PROVIDER = {
     "SCOPES": {"openid": "OpenID Connect", "read": "Read your data", "write": "Change your data"},
     "DEFAULT_SCOPES": ["read"],
     "PKCE_REQUIRED": True,
+    # Dynamic client registration (RFC 7591/7592) at /o/register/, with the JARM client metadata.
+    "DCR_ENABLED": True,
+    # DEMO ONLY: open registration, anyone may register a client. DOT's default,
+    # IsAuthenticatedDCRPermission, lets only logged-in users register; a real server chooses
+    # its policy (an initial access token, an allow-list) and never copies this line.
+    "DCR_REGISTRATION_PERMISSION_CLASSES": ("oauth2_provider.dcr.AllowAllDCRPermission",),
 }
 
 JARM = {

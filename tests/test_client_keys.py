@@ -16,7 +16,12 @@ import pytest
 from django.test import override_settings
 from joserfc.jwk import ECKey, RSAKey
 
-from django_jarm.client_keys import _allowed_address, derive_secret_key, select_key
+from django_jarm.client_keys import (
+    _allowed_address,
+    derive_secret_key,
+    select_key,
+    unreadable_key_problem,
+)
 from django_jarm.exceptions import ConfigurationError
 from tests import rp
 from tests.conftest import REDIRECT_URI
@@ -284,3 +289,9 @@ def test_unresolvable_host(browser, make_app, authorize):
     app = encrypted_app(make_app, "https://jwks.invalid/keys")
     with override_settings(JARM=LOCAL):
         assert answer_of(browser, app, authorize)["error"] == "server_error"
+
+
+def test_unreadable_key_problem_names_the_key():
+    good = RSAKey.generate_key(2048, parameters={"kid": "good"}).as_dict(private=False)
+    assert unreadable_key_problem({"keys": [good]}) == ""
+    assert "'broken'" in unreadable_key_problem({"keys": [good, {"kty": "EC", "kid": "broken", "crv": "P-256"}]})

@@ -166,6 +166,7 @@ from example_project.relying_party import transport
 HOST = "127.0.0.1:8000"
 server_side = Client(HTTP_HOST=HOST)
 server_calls = []
+registered_secrets = []
 
 def send(method, url, headers, body):
     parts = urlsplit(url)
@@ -176,6 +177,9 @@ def send(method, url, headers, body):
         answer = server_side.get(parts.path, **meta)
     else:
         answer = server_side.generic(method, parts.path, body, content_type=headers["Content-Type"], **meta)
+    if parts.path == "/o/register/":
+        registered_secrets.append(answer.json().get("client_secret", ""))
+        registered_secrets.append(answer.json().get("registration_access_token", ""))
     return transport.HTTPResponse(answer.status_code, answer.get("Content-Type", ""), answer.content)
 
 transport.send = send
@@ -254,6 +258,31 @@ consent_fields = hidden_inputs(browser.get(replay_start["Location"]).content.dec
 replay_answer = browser.post(replay_start["Location"], {**consent_fields, "allow": "Authorize"})
 first = browser.get(replay_answer["Location"])
 out["replay"] = [result_of(first), result_of(browser.get(replay_answer["Location"]))]
+
+# The dynamic registration card: register a new client, show the exchange, run a JARM flow with it.
+registered = browser.post("/dynamic-registration/")
+assert registered.status_code == 303, registered.status_code
+registration_page = browser.get(registered["Location"]).content.decode()
+def shown(block):
+    return html.unescape(re.search(f"<pre data-registration-{block}>(.*?)</pre>", registration_page, re.S).group(1))
+
+request_shown, answer_shown = shown("request"), shown("answer")
+dynamic = {
+    "status": attributes(registration_page, "data-registration-status"),
+    "request": json.loads(request_shown),
+    "answer": json.loads(answer_shown),
+    "secrets_shown": [secret in registration_page for secret in registered_secrets],
+    "home_card": 'action="/dynamic-registration/"' in home,
+}
+dynamic_start = re.findall(r'action="(/start/registered-[^"]+)"', registration_page)
+dynamic["starts"] = dynamic_start
+authorize = browser.post(dynamic_start[0])
+answer = browser.get(authorize["Location"])
+fields = hidden_inputs(answer.content.decode())
+answer = browser.post(authorize["Location"], {**fields, "allow": "Authorize"})
+kind, names, callback = deliver(answer)
+dynamic["flow"] = {"kind": kind, "params": names, **result_of(callback)}
+out["dynamic"] = dynamic
 out["server_calls"] = sorted(set(server_calls))
 print(json.dumps(out))
 """
@@ -291,8 +320,35 @@ def test_demo_pages(browsed: dict[str, Any]) -> None:
     assert browsed["server_calls"] == [
         "GET /o/.well-known/jwks.json",
         "GET /o/.well-known/openid-configuration",
+        "POST /o/register/",
         "POST /o/token/",
     ]
+    assert discovery["registration_endpoint"] == "http://127.0.0.1:8000/o/register/"
+
+
+def test_a_dynamically_registered_client_runs_an_encrypted_jarm_flow(browsed: dict[str, Any]) -> None:
+    dynamic = browsed["dynamic"]
+    assert dynamic["home_card"]
+    assert dynamic["status"] == ["201"]
+    jarm = {
+        "authorization_signed_response_alg": "PS256",
+        "authorization_encrypted_response_alg": "RSA-OAEP-256",
+        "authorization_encrypted_response_enc": "A256GCM",
+    }
+    assert dynamic["request"].items() >= jarm.items()
+    assert dynamic["answer"].items() >= jarm.items()
+    # The relying party's JWK Set: one RSA key, for encryption only, registered and answered as sent.
+    assert [(key["kty"], key["use"]) for key in dynamic["request"]["jwks"]["keys"]] == [("RSA", "enc")]
+    assert dynamic["answer"]["jwks"] == dynamic["request"]["jwks"]
+    assert dynamic["request"]["redirect_uris"] == dynamic["answer"]["redirect_uris"]
+    # Credentials are shown shortened only.
+    assert dynamic["secrets_shown"] == [False, False]
+    assert dynamic["answer"]["client_secret"].endswith("…")
+    assert dynamic["starts"][0].endswith("/jwt/")
+    flow = dynamic["flow"]
+    assert (flow["kind"], flow["params"], flow["verdict"]) == ("query", ["response"], ["pass"])
+    assert flow["steps"] == ["pass", "pass", "pass", "pass", "pass", "pass"]
+    assert flow["token_status"] == ["200"]
 
 
 def test_every_demo_flow_is_verified_by_the_relying_party(browsed: dict[str, Any]) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from django.urls import resolve, reverse
 
-from django_jarm import views
+from django_jarm import registration, views
 
 
 @pytest.mark.parametrize(
@@ -18,6 +18,7 @@ from django_jarm import views
         ("oidc-connect-discovery-info", "/o/.well-known/openid-configuration"),
         ("oauth-server-metadata", "/o/.well-known/oauth-authorization-server"),
         ("list", "/o/applications/"),
+        ("dcr-register", "/o/register/"),
     ],
 )
 def test_dot_names_still_reverse(name, path):
@@ -32,6 +33,8 @@ def test_dot_names_still_reverse(name, path):
         ("/o/.well-known/openid-configuration", views.JARMConnectDiscoveryInfoView),
         ("/o/.well-known/oauth-authorization-server", views.JARMOAuthServerMetadataView),
         ("/o/.well-known/oauth-authorization-server/tenant", views.JARMOAuthServerMetadataView),
+        ("/o/register/", registration.JARMDynamicClientRegistrationView),
+        ("/o/register/abc/", registration.JARMDynamicClientRegistrationManagementView),
     ],
 )
 def test_jarm_views_are_swapped_in(path, view_class):

@@ -56,6 +56,13 @@ class DemoClient:
     #: as a key (HS256 signing, secret-derived encryption), as for ``demo-dir-secret``.
     secret: str = ""
     notes: tuple[str, ...] = field(default=())
+    #: The relying party's own name for the client in its URLs; default: the client_id. A
+    #: dynamically registered client needs its callback before the server has given it an id.
+    local_name: str = ""
+
+    @property
+    def name_in_urls(self) -> str:
+        return self.local_name or self.client_id
 
     @property
     def client_secret(self) -> str:
@@ -65,7 +72,7 @@ class DemoClient:
     def callback_path(self) -> str:
         # One callback per client: the relying party knows which registration a response
         # belongs to (and so which keys to decrypt it with) before it has read a single claim.
-        return f"/callback/{self.client_id}/"
+        return f"/callback/{self.name_in_urls}/"
 
     @property
     def redirect_uris(self) -> tuple[str, ...]:
@@ -177,3 +184,46 @@ DEMO_CLIENTS = (
 )
 
 CLIENTS_BY_ID = {client.client_id: client for client in DEMO_CLIENTS}
+
+
+# Dynamic client registration (RFC 7591) ---------------------------------------------------
+
+#: What the dynamically registered client asks for: signed PS256, encrypted to the relying
+#: party's RSA key. Its JWK Set holds that encryption key only (use "enc").
+DYNAMIC_SIGNING_ALG = "PS256"
+DYNAMIC_ENCRYPTION_ALG = "RSA-OAEP-256"
+DYNAMIC_ENCRYPTION_ENC = "A256GCM"
+DYNAMIC_FLOW = Flow("jwt", "jwt", "?response=<JWE>: jwt resolves to query.jwt for response_type=code")
+
+
+def dynamic_registration_request(redirect_uri: str, *, relying_party_jwks: dict[str, Any]) -> dict[str, Any]:
+    """The RFC 7591 registration request: DOT's members and the JARM client metadata."""
+    return {
+        "client_name": "Dynamically registered demo client",
+        "redirect_uris": [redirect_uri],
+        "grant_types": ["authorization_code"],
+        "token_endpoint_auth_method": "client_secret_basic",
+        "authorization_signed_response_alg": DYNAMIC_SIGNING_ALG,
+        "authorization_encrypted_response_alg": DYNAMIC_ENCRYPTION_ALG,
+        "authorization_encrypted_response_enc": DYNAMIC_ENCRYPTION_ENC,
+        "jwks": relying_party_jwks,
+        "response_modes": ["jwt", "query.jwt"],
+    }
+
+
+def registered_client(local_name: str, answer: dict[str, Any]) -> DemoClient:
+    """The client the server registered, as its answer describes it (what the relying party expects)."""
+    return DemoClient(
+        client_id=str(answer["client_id"]),
+        name=str(answer.get("client_name") or "Dynamically registered client"),
+        response_type="code",
+        grant_type=GRANT_AUTHORIZATION_CODE,
+        signing_alg=str(answer.get("authorization_signed_response_alg", "")),
+        encryption_alg=str(answer.get("authorization_encrypted_response_alg", "")),
+        encryption_enc=str(answer.get("authorization_encrypted_response_enc", "")),
+        # Registered clients have no OpenID Connect signing algorithm at DOT: no openid scope.
+        scope="read",
+        secret=str(answer.get("client_secret", "")),
+        flows=(DYNAMIC_FLOW,),
+        local_name=local_name,
+    )

@@ -79,3 +79,9 @@ def post_form(url: str, fields: dict[str, str], *, authorization: str) -> HTTPRe
         "Authorization": authorization,
     }
     return send("POST", url, headers, urlencode(fields).encode("ascii"))
+
+
+def post_json(url: str, document: dict[str, Any]) -> HTTPResponse:
+    """POST a JSON document (RFC 7591 client registration)."""
+    headers = {"Accept": "application/json", "Content-Type": "application/json"}
+    return send("POST", url, headers, json.dumps(document).encode("utf-8"))

@@ -1,6 +1,9 @@
 """The demo relying party's pages: start a flow, receive the response, show every check.
 
 * ``home``: the demo clients, one button per flow.
+* ``register`` (POST): registers a new client at the server's ``registration_endpoint``
+  (RFC 7591) with the JARM client metadata, keeps it in the session and shows the request and
+  the answer (``registration``), with a button that starts a JARM flow with that client.
 * ``start`` (POST): state, nonce and a PKCE verifier, kept in the session; then a redirect to
   the authorization endpoint read from discovery.
 * ``callback``: receives the response in the query, in a form POST (``form_post.jwt``) or in
@@ -30,11 +33,21 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import keys, transport
-from .clients import CALLBACK_ORIGINS, CLIENTS_BY_ID, DEMO_CLIENTS, DemoClient, Flow
+from .clients import (
+    CALLBACK_ORIGINS,
+    CLIENTS_BY_ID,
+    DEMO_CLIENTS,
+    DemoClient,
+    Flow,
+    dynamic_registration_request,
+    registered_client,
+)
 from .verify import FAIL, PASS, Check, Expectation, check_id_token, pretty, redact, shorten, verify_response
 
 PENDING_SESSION_KEY = "relying_party_pending"
 RESULTS_SESSION_KEY = "relying_party_results"
+REGISTRATIONS_SESSION_KEY = "relying_party_registrations"
+MAX_REGISTRATIONS = 5
 MAX_PENDING = 20
 MAX_RESULTS = 10
 
@@ -115,10 +128,14 @@ def pkce_pair() -> tuple[str, str]:
     return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
-def client_and_flow(client_id: str, slug: str | None = None) -> tuple[DemoClient, Flow | None]:
-    client = CLIENTS_BY_ID.get(client_id)
+def client_and_flow(request: HttpRequest, name: str, slug: str | None = None) -> tuple[DemoClient, Flow | None]:
+    """The client ``name`` stands for in a URL (a demo client, or one this session registered)."""
+    client = CLIENTS_BY_ID.get(name)
     if client is None:
-        raise Http404("No such demo client.")
+        registration = request.session.get(REGISTRATIONS_SESSION_KEY, {}).get(name)
+        if registration is None or not registered(registration):
+            raise Http404("No such demo client.")
+        client = registered_client(name, registration["answer"])
     flow = client.flow(slug) if slug is not None else None
     if slug is not None and flow is None:
         raise Http404("No such flow.")
@@ -127,7 +144,7 @@ def client_and_flow(client_id: str, slug: str | None = None) -> tuple[DemoClient
 
 @require_POST
 def start(request: HttpRequest, client_id: str, slug: str) -> HttpResponse:
-    client, flow = client_and_flow(client_id, slug)
+    client, flow = client_and_flow(request, client_id, slug)
     assert flow is not None
     try:
         authorization_endpoint = discover(request)["authorization_endpoint"]
@@ -162,6 +179,74 @@ def start(request: HttpRequest, client_id: str, slug: str) -> HttpResponse:
     return response
 
 
+# Dynamic client registration --------------------------------------------------------------
+
+
+@require_POST
+def register(request: HttpRequest) -> HttpResponse:
+    """Register a new client at the server (RFC 7591), then show the request and the answer."""
+    try:
+        endpoint = discover(request).get("registration_endpoint")
+    except transport.TransportError as error:
+        return page(request, "relying_party/problem.html", {"problem": f"Discovery failed: {error}"})
+    if not isinstance(endpoint, str):
+        return page(
+            request,
+            "relying_party/problem.html",
+            {"problem": "The discovery document has no registration_endpoint: the server does not offer registration."},
+        )
+    local_name = "registered-" + secrets.token_hex(4)
+    redirect_uri = request.build_absolute_uri(f"/callback/{local_name}/")
+    document = dynamic_registration_request(redirect_uri, relying_party_jwks=keys.public_jwks())
+    try:
+        reply = transport.post_json(endpoint, document)
+        answer = reply.json()
+    except (transport.TransportError, ValueError) as error:
+        return page(request, "relying_party/problem.html", {"problem": f"Registration failed: {error}"})
+    registrations = dict(request.session.get(REGISTRATIONS_SESSION_KEY, {}))
+    registrations[local_name] = {
+        "endpoint": endpoint,
+        "request": document,
+        "status": reply.status,
+        "answer": answer if isinstance(answer, dict) else {},
+        "registered": datetime.datetime.now(tz=datetime.timezone.utc).strftime("%H:%M:%S UTC"),
+    }
+    request.session[REGISTRATIONS_SESSION_KEY] = dict(list(registrations.items())[-MAX_REGISTRATIONS:])
+    response = HttpResponseRedirect(reverse("relying_party:registration", args=[local_name]))
+    response.status_code = 303
+    return response
+
+
+def registered(registration: dict[str, Any]) -> bool:
+    """Whether the server registered the client (RFC 7591 3.2.1: 201 with a client_id)."""
+    return registration["status"] == 201 and isinstance(registration["answer"].get("client_id"), str)
+
+
+#: Members of a registration answer that are credentials: shown shortened.
+REGISTRATION_SECRETS = ("client_secret", "registration_access_token")
+
+
+@require_GET
+def registration(request: HttpRequest, name: str) -> HttpResponse:
+    found = request.session.get(REGISTRATIONS_SESSION_KEY, {}).get(name)
+    if found is None:
+        raise Http404("No such registration in this browser session.")
+    answer = {key: shorten(value) if key in REGISTRATION_SECRETS else value for key, value in found["answer"].items()}
+    client = registered_client(name, found["answer"]) if registered(found) else None
+    return page(
+        request,
+        "relying_party/registration.html",
+        {
+            "name": name,
+            "registration": found,
+            "request_document": pretty(found["request"]),
+            "answer_document": pretty(answer),
+            "client": client,
+            "relying_party_kid": keys.decryption_key().kid,
+        },
+    )
+
+
 # Callback ---------------------------------------------------------------------------------
 
 
@@ -172,7 +257,7 @@ def callback(request: HttpRequest, client_id: str) -> HttpResponse:
     # session cookie (SameSite=Lax) comes along with the form_post POST; a relying party on
     # another site than its authorization server needs SESSION_COOKIE_SAMESITE = "None" (and
     # SESSION_COOKIE_SECURE) for that cross-site POST, or another way to find the session.
-    client, _ = client_and_flow(client_id)
+    client, _ = client_and_flow(request, client_id)
     if request.method == "POST" and "relayed_fragment" in request.POST:
         delivery = "fragment"
         params = parse_qsl(request.POST["relayed_fragment"], keep_blank_values=True)
