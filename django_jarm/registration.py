@@ -27,7 +27,7 @@ from django.views.decorators.csrf import csrf_exempt
 from oauth2_provider.models import get_application_model
 from oauth2_provider.settings import oauth2_settings
 
-from ._compat import DynamicClientRegistrationManagementView, DynamicClientRegistrationView
+from ._compat import DynamicClientRegistrationManagementView, DynamicClientRegistrationView, login_not_required
 from .client_keys import unreadable_key_problem
 from .conf import (
     JWT_RESPONSE_MODES,
@@ -37,14 +37,6 @@ from .conf import (
 )
 from .models import ClientSettings
 from .validation import jwks_problem
-
-try:
-    from oauth2_provider.compat import login_not_required
-except ImportError:  # pragma: no cover - DOT without the Django 5.1 shim
-
-    def login_not_required(view: Any) -> Any:
-        return view
-
 
 #: The JARM client metadata registration accepts, with the value an omitted member stands for.
 CLIENT_METADATA: dict[str, Any] = {

@@ -55,10 +55,13 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="no Chromium found (neither `chromium` on PATH nor /usr/bin/chromium): apt-get install chromium",
-)
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="no Chromium found (neither `chromium` on PATH nor /usr/bin/chromium): apt-get install chromium",
+    ),
+]
 
 DONE = ["pass"] * 6
 NOT_ENCRYPTED = ["skip", *DONE[1:]]
