@@ -177,8 +177,8 @@ def _fetch(uri: str) -> dict[str, Any]:
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
     address = _resolve(host, port)
-    timeout = float(jarm_settings.CLIENT_JWKS_TIMEOUT)
-    max_bytes = int(jarm_settings.CLIENT_JWKS_MAX_BYTES)
+    timeout = jarm_settings.CLIENT_JWKS_TIMEOUT
+    max_bytes = jarm_settings.CLIENT_JWKS_MAX_BYTES
     headers = {
         "Host": parts.netloc.rsplit("@", 1)[-1],
         "Accept": "application/jwk-set+json, application/json",

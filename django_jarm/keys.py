@@ -219,12 +219,12 @@ def publication_wait() -> float:
 
 def activation_delay() -> float:
     """Seconds a key must have been published before it may be activated: M + R."""
-    return float(jarm_settings.jwks_max_age) + jarm_settings.STATE_REFRESH_SECONDS
+    return jarm_settings.jwks_max_age + jarm_settings.STATE_REFRESH_SECONDS
 
 
 def retirement_delay() -> float:
     """Seconds a key that stopped signing stays published: R + L + M."""
-    return jarm_settings.STATE_REFRESH_SECONDS + jarm_settings.RESPONSE_LIFETIME + float(jarm_settings.jwks_max_age)
+    return jarm_settings.STATE_REFRESH_SECONDS + jarm_settings.RESPONSE_LIFETIME + jarm_settings.jwks_max_age
 
 
 def activation_time(server_key: ServerKey) -> datetime.datetime:

@@ -66,7 +66,7 @@ class _RedirectMode(ResponseMode):
     ) -> HttpResponse:
         response = OAuth2ResponseRedirect(self.location(redirect_uri, params), allowed_schemes)
         # FAPI 2.0 Security Profile 5.3.2.2 advises 303 for redirects after a POST.
-        response.status_code = int(jarm_settings.REDIRECT_STATUS)
+        response.status_code = jarm_settings.REDIRECT_STATUS
         return _no_store(response)
 
 

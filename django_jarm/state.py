@@ -38,9 +38,6 @@ T = TypeVar("T")
 #: by a real deployment's configuration; the oldest entries go first.
 MAX_ENTRIES = 10_000
 
-_MISSING = object()
-
-
 class Snapshot:
     """What this process knows at one version of the configuration."""
 
@@ -48,6 +45,7 @@ class Snapshot:
         self.version = version
         self.checked_at = time.monotonic()
         self._memos: dict[str, OrderedDict[Hashable, tuple[float, Any]]] = {}
+        self._empty: OrderedDict[Hashable, tuple[float, Any]] = OrderedDict()
         self._lock = threading.Lock()
 
     def memo(self, kind: str, key: Hashable, build: Callable[[], T], *, ttl: float | None = None) -> T:
@@ -57,12 +55,10 @@ class Snapshot:
         """
         now = time.monotonic()
         with self._lock:
-            entries = self._memos.setdefault(kind, OrderedDict())
-            found = entries.get(key, _MISSING)
-            if found is not _MISSING:
-                expires, value = found  # type: ignore[misc]
-                if expires >= now:
-                    return value  # type: ignore[no-any-return]
+            found = self._memos.get(kind, self._empty).get(key)
+        if found is not None and found[0] >= now:
+            kept: T = found[1]
+            return kept
         value = build()
         self.remember(kind, key, value, ttl=ttl)
         return value
@@ -70,7 +66,7 @@ class Snapshot:
     def recall(self, kind: str, key: Hashable) -> Any:
         """The unexpired value of ``kind``/``key``, or ``None``."""
         with self._lock:
-            found = self._memos.get(kind, {}).get(key)
+            found = self._memos.get(kind, self._empty).get(key)
         if found is None or found[0] < time.monotonic():
             return None
         return found[1]
@@ -86,7 +82,7 @@ class Snapshot:
 
     def forget(self, kind: str, key: Hashable) -> None:
         with self._lock:
-            self._memos.get(kind, {}).pop(key, None)
+            self._memos.get(kind, self._empty).pop(key, None)
 
 
 _lock = threading.Lock()

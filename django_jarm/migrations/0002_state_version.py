@@ -1,7 +1,9 @@
+from typing import Any
+
 from django.db import migrations, models
 
 
-def create_row(apps, schema_editor):
+def create_row(apps: Any, schema_editor: Any) -> None:
     apps.get_model("django_jarm", "StateVersion").objects.using(schema_editor.connection.alias).get_or_create(
         pk=1, defaults={"version": 0}
     )
