@@ -1,15 +1,25 @@
-"""The only module that builds JARM response JWTs: JWS, and nested JWS-in-JWE."""
+"""The only module that builds JARM response JWTs: JWS, and nested JWS-in-JWE.
+
+The tokens are built with jwcrypto's algorithm objects (``jwcrypto.jwa``) on keys that are
+already parsed, and serialized here in the compact form (RFC 7515 7.1, RFC 7516 7.1). That is
+all jwcrypto's ``JWS``/``JWE`` objects would do for one signature or one recipient, without the
+copies of their header registries and, for AES-GCM key wrapping and ECDH-ES, without their
+second encryption of the content. A parsed ``JWK`` keeps its ``cryptography`` key object, so a
+key cached by :mod:`django_jarm.keys` or :mod:`django_jarm.client_keys` is never rebuilt here.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
-from jwcrypto import jwe, jws
-from jwcrypto.common import json_encode
+from jwcrypto.common import base64url_encode, json_encode
+from jwcrypto.jwa import JWA
 
 from .client_keys import EncryptionKey
+from .conf import ALL_ENCRYPTION_ALGS, ALL_ENCRYPTION_ENCS, ALL_SIGNING_ALGS
 from .exceptions import ConfigurationError
 from .keys import SigningKey
 
@@ -18,6 +28,31 @@ NUMERIC_PARAMETERS = frozenset({"expires_in"})
 
 #: Claims owned by the JWT itself; response parameters of these names are never copied over.
 JWT_CLAIMS = frozenset({"iss", "aud", "exp", "iat"})
+
+#: The key type and curve each signing algorithm signs with (RFC 7518 3.2-3.5, RFC 8037 3.1).
+#: Checked before signing: a parsed EC key keeps its first curve, so jwcrypto alone would sign
+#: ES256 with a P-384 key it had already used for ES384.
+SIGNING_KEY_TYPES: dict[str, tuple[str, str | None]] = {
+    "HS256": ("oct", None),
+    "HS384": ("oct", None),
+    "HS512": ("oct", None),
+    "RS256": ("RSA", None),
+    "RS384": ("RSA", None),
+    "RS512": ("RSA", None),
+    "PS256": ("RSA", None),
+    "PS384": ("RSA", None),
+    "PS512": ("RSA", None),
+    "ES256": ("EC", "P-256"),
+    "ES384": ("EC", "P-384"),
+    "ES512": ("EC", "P-521"),
+    "EdDSA": ("OKP", "Ed25519"),
+}
+
+# The allow-lists: one stateless algorithm object per name in conf's lists, which never hold
+# "none" or RSA1_5 (FAPI 1.0 Advanced 8.6.1). A name outside them cannot be signed or encrypted.
+_SIGNERS = {alg: JWA.signing_alg(alg) for alg in ALL_SIGNING_ALGS}
+_KEY_MANAGEMENT = {alg: JWA.keymgmt_alg(alg) for alg in ALL_ENCRYPTION_ALGS}
+_CONTENT_ENCRYPTION = {enc: JWA.encryption_alg(enc) for enc in ALL_ENCRYPTION_ENCS}
 
 
 def _json_value(name: str, value: str) -> Any:
@@ -49,13 +84,27 @@ def response_claims(
     return claims
 
 
+@lru_cache(maxsize=256)
+def _encoded_signing_header(alg: str, kid: str) -> str:
+    """BASE64URL of the JWS protected header; keyed by two immutable strings, bounded."""
+    return base64url_encode(json_encode({"alg": alg, "kid": kid}))
+
+
+def _check_signing_key(key: SigningKey) -> None:
+    kty, crv = SIGNING_KEY_TYPES[key.alg]
+    if key.jwk.get("kty") != kty or (crv is not None and key.jwk.get("crv") != crv):
+        raise ValueError("the key does not fit the algorithm")
+
+
 def sign(claims: dict[str, Any], key: SigningKey) -> str:
     """Compact JWS of ``claims`` with ``key``; the header carries ``alg`` and ``kid``."""
     try:
-        token = jws.JWS(json_encode(claims).encode("utf-8"))
-        token.allowed_algs = [key.alg]
-        token.add_signature(key.jwk, alg=key.alg, protected=json_encode({"alg": key.alg, "kid": key.kid}))
-        return str(token.serialize(compact=True))
+        signer = _SIGNERS[key.alg]
+        _check_signing_key(key)
+        # RFC 7515 5.1: the signature covers ASCII(BASE64URL(header) || '.' || BASE64URL(payload)).
+        signing_input = _encoded_signing_header(key.alg, key.kid) + "." + base64url_encode(json_encode(claims))
+        signature = signer.sign(key.jwk, signing_input.encode("ascii"))
+        return signing_input + "." + base64url_encode(signature)
     except Exception as exc:
         # jwcrypto fails in many ways (JWException, ValueError, AttributeError on a key that
         # does not fit the algorithm): none of them, nor their messages, cross this boundary.
@@ -71,10 +120,25 @@ def encrypt(signed: str, key: EncryptionKey) -> str:
     if key.kid:
         header["kid"] = key.kid
     try:
-        token = jwe.JWE(signed.encode("ascii"), protected=json_encode(header))
-        token.allowed_algs = [key.alg, key.enc]
-        token.add_recipient(key.jwk)
-        return str(token.serialize(compact=True))
+        key_management = _KEY_MANAGEMENT[key.alg]
+        content_encryption = _CONTENT_ENCRYPTION[key.enc]
+        plaintext = signed.encode("ascii")
+        # RFC 7516 5.1 steps 2-6: a fresh content encryption key, wrapped to (or, for dir and
+        # ECDH-ES, agreed with) the recipient's key.
+        wrapped = key_management.wrap(key.jwk, content_encryption.wrap_key_size, None, header)
+        # ECDH-ES's "epk", AES-GCM key wrapping's "iv" and "tag": the compact serialization has
+        # only the protected header to carry them (RFC 7516 7.1), so they are protected too.
+        for name, value in wrapped.get("header", {}).items():
+            if name in header:
+                raise ValueError("the key management algorithm rewrote a header parameter")
+            header[name] = value
+        protected = base64url_encode(json_encode(header))
+        # RFC 7516 5.1 steps 14-15: the protected header, as ASCII, is the additional authenticated data.
+        iv, ciphertext, tag = content_encryption.encrypt(wrapped["cek"], protected.encode("ascii"), plaintext)
+        encrypted_key = base64url_encode(wrapped.get("ek", b""))
+        return ".".join(
+            (protected, encrypted_key, base64url_encode(iv), base64url_encode(ciphertext), base64url_encode(tag))
+        )
     except Exception as exc:
         reason = type(exc).__name__
         raise ConfigurationError(f"Encrypting with {key.alg}/{key.enc} failed: {reason}.") from exc

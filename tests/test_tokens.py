@@ -1,13 +1,106 @@
+"""tokens: every signing algorithm and every (key management, content encryption) pair, each
+token verified or decrypted with joserfc; then the failures, which never leak jwcrypto."""
+
 from __future__ import annotations
+
+import base64
+import json
+from typing import Any
 
 import pytest
 from joserfc import jwt
-from joserfc.jwk import ECKey
+from joserfc.jwk import ECKey, OctKey, OKPKey, RSAKey
 from jwcrypto import jwk
 
+from django_jarm.client_keys import EncryptionKey
 from django_jarm.exceptions import ConfigurationError
 from django_jarm.keys import SigningKey
-from django_jarm.tokens import response_claims, sign
+from django_jarm.tokens import encrypt, response_claims, sign
+from tests import rp
+
+#: Signing algorithm -> the joserfc key it is made with: RSA, a curve, or an HMAC secret length.
+SIGNING = {
+    "RS256": "RSA",
+    "RS384": "RSA",
+    "RS512": "RSA",
+    "PS256": "RSA",
+    "PS384": "RSA",
+    "PS512": "RSA",
+    "ES256": "P-256",
+    "ES384": "P-384",
+    "ES512": "P-521",
+    "EdDSA": "Ed25519",
+    "HS256": 32,
+    "HS384": 48,
+    "HS512": 64,
+}
+ENCS = ["A128CBC-HS256", "A192CBC-HS384", "A256CBC-HS512", "A128GCM", "A192GCM", "A256GCM"]
+RSA_ALGS = ["RSA-OAEP", "RSA-OAEP-256"]
+ECDH_ALGS = ["ECDH-ES", "ECDH-ES+A128KW", "ECDH-ES+A192KW", "ECDH-ES+A256KW"]
+#: Symmetric key management -> octets of its key (RFC 7518 4.4, 4.7); dir takes the enc's size.
+KEY_WRAP_OCTETS = {"A128KW": 16, "A192KW": 24, "A256KW": 32, "A128GCMKW": 16, "A192GCMKW": 24, "A256GCMKW": 32}
+ENC_OCTETS = {
+    "A128CBC-HS256": 32,
+    "A192CBC-HS384": 48,
+    "A256CBC-HS512": 64,
+    "A128GCM": 16,
+    "A192GCM": 24,
+    "A256GCM": 32,
+}
+
+CLAIMS = {"iss": "https://as.example", "aud": "client-1", "exp": 2_000_000_000, "code": "c0de", "state": "s"}
+
+
+def header_of(token: str) -> dict[str, Any]:
+    segment = token.split(".")[0]
+    decoded: dict[str, Any] = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    return decoded
+
+
+def octets(count: int, fill: int = 7) -> bytes:
+    return bytes((fill + index) % 256 for index in range(count))
+
+
+def to_jwcrypto(key: Any, *, private: bool = True) -> jwk.JWK:
+    return jwk.JWK(**key.as_dict(private=private))
+
+
+def oct_jwk(secret: bytes) -> jwk.JWK:
+    return jwk.JWK(kty="oct", k=base64.urlsafe_b64encode(secret).rstrip(b"=").decode())
+
+
+@pytest.fixture(scope="module")
+def joserfc_keys() -> dict[str, Any]:
+    """One key per family, made by joserfc; RSA generation is slow, so once per module."""
+    return {
+        "RSA": RSAKey.generate_key(2048),
+        "P-256": ECKey.generate_key("P-256"),
+        "P-384": ECKey.generate_key("P-384"),
+        "P-521": ECKey.generate_key("P-521"),
+        "Ed25519": OKPKey.generate_key("Ed25519"),
+        "X25519": OKPKey.generate_key("X25519"),
+    }
+
+
+@pytest.fixture(scope="module")
+def signing_key(joserfc_keys: dict[str, Any]) -> Any:
+    """``make(alg)`` -> (SigningKey for tokens, the joserfc key that verifies it)."""
+    parsed: dict[str, SigningKey] = {}
+
+    def make(alg: str) -> tuple[SigningKey, Any]:
+        family = SIGNING[alg]
+        if isinstance(family, int):
+            secret = octets(family)
+            return SigningKey(alg, f"hmac-{alg}", oct_jwk(secret)), OctKey.import_key(secret)
+        verifier = joserfc_keys[family]
+        if alg not in parsed:  # parsed once, as the key cache of django_jarm.keys does
+            parsed[alg] = SigningKey(alg, f"server-{alg}", to_jwcrypto(verifier))
+        return parsed[alg], verifier
+
+    return make
+
+
+# Claims -----------------------------------------------------------------------------------
 
 
 def test_claims_order_numbers_and_reserved_names():
@@ -33,18 +126,201 @@ def test_iat_can_be_left_out():
     assert "iat" not in response_claims([], issuer="i", client_id="c", lifetime=10, include_iat=False)
 
 
-def test_sign_produces_a_jws_another_library_verifies():
-    private = jwk.JWK.generate(kty="EC", crv="P-256")
-    token = sign({"iss": "i", "aud": "c", "exp": 2_000_000_000}, SigningKey("ES256", "kid-1", private))
-    public = ECKey.import_key(private.export_public(as_dict=True))
-    decoded = jwt.decode(token, public, algorithms=["ES256"])
-    assert decoded.header == {"alg": "ES256", "kid": "kid-1"}
-    assert decoded.claims["aud"] == "c"
+def test_a_non_numeric_expires_in_stays_a_string():
+    claims = response_claims([("expires_in", "soon")], issuer="i", client_id="c", lifetime=10, now=0)
+    assert claims["expires_in"] == "soon"
+
+
+# Signing ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("alg", list(SIGNING))
+def test_every_signing_algorithm_verifies_with_joserfc(signing_key, alg):
+    key, verifier = signing_key(alg)
+    token = sign(CLAIMS, key)
+    assert token.count(".") == 2
+    decoded = jwt.decode(token, verifier, algorithms=[alg])
+    assert decoded.header == {"alg": alg, "kid": key.kid}
+    assert decoded.claims == CLAIMS
+
+
+@pytest.mark.parametrize("alg", ["ES256", "PS256", "HS256"])
+def test_every_call_signs_its_own_claims(signing_key, alg):
+    key, verifier = signing_key(alg)
+    first, second = sign({**CLAIMS, "state": "one"}, key), sign({**CLAIMS, "state": "two"}, key)
+    assert jwt.decode(first, verifier, algorithms=[alg]).claims["state"] == "one"
+    assert jwt.decode(second, verifier, algorithms=[alg]).claims["state"] == "two"
+
+
+def test_unicode_claims_survive(signing_key):
+    key, verifier = signing_key("ES256")
+    claims = {**CLAIMS, "state": 'état ☃ \u0000 "quoted"'}
+    assert jwt.decode(sign(claims, key), verifier, algorithms=["ES256"]).claims["state"] == claims["state"]
+
+
+# Encryption -------------------------------------------------------------------------------
+
+
+def recipient(alg: str, enc: str, joserfc_keys: dict[str, Any], *, crv: str = "P-256") -> tuple[EncryptionKey, Any]:
+    """(EncryptionKey for tokens, the joserfc key that decrypts): public keys carry a kid,
+    secret-derived ones none, as client_keys builds them."""
+    if alg in RSA_ALGS or alg.startswith("ECDH-ES"):
+        private = joserfc_keys["RSA" if alg in RSA_ALGS else crv]
+        return EncryptionKey(alg, enc, "rp-enc-1", to_jwcrypto(private, private=False)), private
+    secret = octets(ENC_OCTETS[enc] if alg == "dir" else KEY_WRAP_OCTETS[alg], fill=91)
+    return EncryptionKey(alg, enc, None, oct_jwk(secret)), OctKey.import_key(secret)
+
+
+def decrypt_and_verify(token: str, decrypting: Any, alg: str, enc: str, signing_key: Any) -> dict[str, Any]:
+    """Outer JWE decrypted, inner JWS verified, both with joserfc; returns the outer header."""
+    assert token.count(".") == 4
+    header, inner = rp.decrypt_response(token, decrypting, alg=alg, enc=enc)
+    assert header == header_of(token)
+    signing, verifier = signing_key("ES256")
+    decoded = jwt.decode(inner, verifier, algorithms=["ES256"])
+    assert decoded.header == {"alg": "ES256", "kid": signing.kid}
+    assert decoded.claims == CLAIMS
+    return header
+
+
+def extra_members(alg: str) -> set[str]:
+    """What the key management algorithm adds to the header (RFC 7518 4.6.1.1, 4.7.1)."""
+    if alg.startswith("ECDH-ES"):
+        return {"epk"}
+    if alg.endswith("GCMKW"):
+        return {"iv", "tag"}
+    return set()
+
+
+@pytest.mark.parametrize("enc", ENCS)
+@pytest.mark.parametrize("alg", RSA_ALGS + ECDH_ALGS + list(KEY_WRAP_OCTETS) + ["dir"])
+def test_every_key_management_and_encryption_pair_decrypts_with_joserfc(joserfc_keys, signing_key, alg, enc):
+    key, decrypting = recipient(alg, enc, joserfc_keys)
+    token = encrypt(sign(CLAIMS, signing_key("ES256")[0]), key)
+    header = decrypt_and_verify(token, decrypting, alg, enc, signing_key)
+    expected = {"alg": alg, "enc": enc, "cty": "JWT"}
+    if key.kid:
+        expected["kid"] = key.kid
+    assert {name: header[name] for name in expected} == expected
+    assert set(header) == set(expected) | extra_members(alg)
+    encrypted_key = token.split(".")[1]
+    assert (encrypted_key == "") == (alg in ("dir", "ECDH-ES"))  # RFC 7516 A.3, RFC 7518 4.6
+
+
+@pytest.mark.parametrize("crv", ["P-256", "P-384", "P-521", "X25519"])
+@pytest.mark.parametrize("alg", ECDH_ALGS)
+def test_ecdh_on_every_curve_decrypts_with_joserfc(joserfc_keys, signing_key, alg, crv):
+    key, decrypting = recipient(alg, "A256GCM", joserfc_keys, crv=crv)
+    token = encrypt(sign(CLAIMS, signing_key("ES256")[0]), key)
+    header = decrypt_and_verify(token, decrypting, alg, "A256GCM", signing_key)
+    assert header["kid"] == "rp-enc-1"
+    assert header["epk"]["crv"] == crv
+    assert "d" not in header["epk"]  # the ephemeral key's public half only
+    assert header["epk"]["x"] != decrypting.as_dict(private=False)["x"]
+
+
+@pytest.mark.parametrize("alg", ["RSA-OAEP-256", "ECDH-ES", "A128GCMKW", "dir"])
+def test_every_encryption_is_fresh(joserfc_keys, signing_key, alg):
+    key, _ = recipient(alg, "A128GCM", joserfc_keys)
+    signed = sign(CLAIMS, signing_key("ES256")[0])
+    first, second = encrypt(signed, key).split("."), encrypt(signed, key).split(".")
+    assert first[2] != second[2]  # content IV
+    assert first[3] != second[3]  # ciphertext
+    if alg != "dir":
+        assert first[0] != second[0] or first[1] != second[1]  # a new CEK, wrapped or agreed
+
+
+# Failures: ConfigurationError with our own message, never jwcrypto's ----------------------
 
 
 def test_signing_failure_does_not_leak_jwcrypto():
     wrong = jwk.JWK.generate(kty="OKP", crv="Ed25519")
     with pytest.raises(ConfigurationError) as caught:
         sign({"a": 1}, SigningKey("ES256", "kid-2", wrong))
-    assert "kid-2" in str(caught.value)
+    assert str(caught.value) == "Signing with ES256 key kid-2 failed: ValueError."
     assert wrong.export_private() not in str(caught.value)
+
+
+@pytest.mark.parametrize("alg", ["none", "ES256K", "Ed25519", "HS1", ""])
+def test_signing_algorithms_outside_the_allow_list_fail(alg):
+    key = oct_jwk(octets(64)) if alg in ("none", "HS1", "") else jwk.JWK.generate(kty="EC", crv="P-256")
+    with pytest.raises(ConfigurationError) as caught:
+        sign(CLAIMS, SigningKey(alg, "k", key))
+    assert str(caught.value) == f"Signing with {alg} key k failed: KeyError."
+
+
+def test_a_key_of_another_curve_never_signs(signing_key):
+    es384, verifier = signing_key("ES384")
+    assert jwt.decode(sign(CLAIMS, es384), verifier, algorithms=["ES384"])  # parsed key now holds P-384
+    with pytest.raises(ConfigurationError) as caught:
+        sign(CLAIMS, SigningKey("ES256", es384.kid, es384.jwk))
+    assert str(caught.value) == f"Signing with ES256 key {es384.kid} failed: ValueError."
+
+
+@pytest.mark.parametrize(("alg", "family"), [("RS256", "P-256"), ("EdDSA", "X25519"), ("HS256", "P-256")])
+def test_a_key_of_another_type_never_signs(joserfc_keys, alg, family):
+    with pytest.raises(ConfigurationError, match=rf"^Signing with {alg} key k failed: ValueError\.$"):
+        sign(CLAIMS, SigningKey(alg, "k", to_jwcrypto(joserfc_keys[family])))
+
+
+def test_a_public_key_cannot_sign(joserfc_keys):
+    public = to_jwcrypto(joserfc_keys["P-256"], private=False)
+    with pytest.raises(ConfigurationError, match=r"^Signing with ES256 key k failed: "):
+        sign(CLAIMS, SigningKey("ES256", "k", public))
+
+
+def test_a_short_hmac_secret_is_refused():
+    # RFC 7518 3.2: a key of the same size as the hash output (or larger).
+    with pytest.raises(ConfigurationError, match=r"^Signing with HS256 key k failed: "):
+        sign(CLAIMS, SigningKey("HS256", "k", oct_jwk(octets(31))))
+
+
+def test_claims_that_are_not_json_fail(signing_key):
+    with pytest.raises(ConfigurationError, match=r"^Signing with ES256 key server-ES256 failed: TypeError\.$"):
+        sign({**CLAIMS, "code": object()}, signing_key("ES256")[0])
+
+
+@pytest.mark.parametrize(
+    ("alg", "enc"),
+    [
+        ("RSA1_5", "A128CBC-HS256"),  # FAPI 1.0 Advanced 8.6.1
+        ("PBES2-HS256+A128KW", "A128CBC-HS256"),
+        ("none", "A128CBC-HS256"),
+        ("RSA-OAEP", "none"),
+        ("RSA-OAEP", "A128CBC+HS256"),
+        ("RSA-OAEP", "RSA-OAEP"),  # a key management name where enc goes
+    ],
+)
+def test_encryption_algorithms_outside_the_allow_lists_fail(joserfc_keys, alg, enc):
+    public = to_jwcrypto(joserfc_keys["RSA"], private=False)
+    with pytest.raises(ConfigurationError) as caught:
+        encrypt("a.b.c", EncryptionKey(alg, enc, "rp", public))
+    assert str(caught.value) == f"Encrypting with {alg}/{enc} failed: KeyError."
+
+
+@pytest.mark.parametrize(
+    ("alg", "enc", "key"),
+    [
+        ("RSA-OAEP-256", "A128GCM", ECKey.generate_key("P-256")),
+        ("ECDH-ES", "A128GCM", RSAKey.generate_key(2048)),
+        ("ECDH-ES", "A128GCM", OKPKey.generate_key("Ed25519")),  # a signing curve
+        ("A128KW", "A128GCM", OctKey.import_key(octets(32))),  # RFC 7518 4.4: exactly 128 bits
+        ("A256GCMKW", "A128GCM", OctKey.import_key(octets(16))),
+        ("dir", "A256CBC-HS512", OctKey.import_key(octets(32))),  # RFC 7518 5.2.2: 64 octets
+        ("A128KW", "A128GCM", ECKey.generate_key("P-256")),
+    ],
+    ids=["ec-for-rsa", "rsa-for-ecdh", "ed25519-for-ecdh", "long-kw", "short-gcmkw", "short-dir", "ec-for-kw"],
+)
+def test_a_recipient_key_that_does_not_fit_fails(alg, enc, key):
+    public = to_jwcrypto(key, private=isinstance(key, OctKey))  # a secret has no public half
+    with pytest.raises(ConfigurationError, match=rf"^Encrypting with {alg}/{enc} failed: \w+\.$") as caught:
+        encrypt("a.b.c", EncryptionKey(alg, enc, "rp", public))
+    assert isinstance(caught.value.__cause__, Exception)  # the cause stays for debugging, not in the message
+
+
+def test_a_non_ascii_payload_is_not_encrypted(joserfc_keys):
+    key, _ = recipient("RSA-OAEP-256", "A128GCM", joserfc_keys)
+    with pytest.raises(
+        ConfigurationError, match=r"^Encrypting with RSA-OAEP-256/A128GCM failed: UnicodeEncodeError\.$"
+    ):
+        encrypt("ä.b.c", key)
