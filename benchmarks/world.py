@@ -6,6 +6,7 @@ Imported after ``django.setup()`` (benchmarks/run.py does that).
 
 from __future__ import annotations
 
+import datetime
 import hmac
 import json
 import os
@@ -22,10 +23,11 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import connections
 from django.test import Client
+from django.utils import timezone
 from jwcrypto import jwk
 from oauth2_provider.models import get_application_model, get_grant_model
 
-from django_jarm import client_keys, clients, keys, tokens
+from django_jarm import client_keys, keys, state, tokens
 from django_jarm.models import ClientSettings, ServerKey
 
 
@@ -36,8 +38,7 @@ def forget_cached_configuration() -> None:
     changing which server keys are published, and when it swaps databases (both hold clients
     under the same ids).
     """
-    keys.bump_generation()
-    clients.forget()
+    state.clear()
 
 
 Application = get_application_model()
@@ -102,6 +103,8 @@ def build_world() -> World:
     call_command("migrate", interactive=False, verbosity=0)
     user = get_user_model().objects.create_user("bench", "bench@example.com", "bench-password")
     server_keys = {alg: keys.generate_server_key(alg) for alg in ("ES256", "PS256")}
+    # Stored long ago: a key signs only once every process could publish it (keys.publication_wait).
+    ServerKey.objects.update(created=timezone.now() - datetime.timedelta(hours=1))
     client_private_key = jwk.JWK.generate(kty="RSA", size=2048)
     public = rsa_public_jwk(client_private_key, "rp-enc-1")
     apps = {
@@ -154,7 +157,7 @@ def response_token(world: World, case: str) -> Callable[[], str]:
     app = world.apps[case]
     alg, encrypted = CASES[case]
     signing_key = keys.get_signing_key(alg, app)
-    encryption_key = client_keys.get_encryption_key(app, app.jarm) if encrypted else None
+    encryption_key = client_keys.get_encryption_key(app, app.jarm.metadata()) if encrypted else None
 
     def build() -> str:
         claims = tokens.response_claims(RESPONSE_PARAMS, issuer=ISSUER, client_id=app.client_id, lifetime=120)

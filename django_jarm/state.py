@@ -38,6 +38,7 @@ T = TypeVar("T")
 #: by a real deployment's configuration; the oldest entries go first.
 MAX_ENTRIES = 10_000
 
+
 class Snapshot:
     """What this process knows at one version of the configuration."""
 
