@@ -4,25 +4,29 @@ derived from the client secret (OpenID Connect Core 10.2).
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import hashlib
+import http.client
+import io
 import ipaddress
 import json
 import logging
 import socket
+import ssl
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import urllib3
 from jwcrypto import jwk
 from jwcrypto.common import base64url_encode
 
 from . import cache as shared_cache
 from .conf import SYMMETRIC_ENCRYPTION_ALGS, jarm_settings
 from .exceptions import ConfigurationError
-from .models import ClientSettings, jwks_problem, symmetric_encryption_secret_problem
+from .models import ClientSettings, jwks_problem, jwks_uri_problem, symmetric_encryption_secret_problem
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +35,8 @@ CACHE_PREFIX = "django_jarm:client-jwks:"
 FAILURE_CACHE_SECONDS = 30
 #: At most one forced refresh (no suitable key in the cached set) per client per this period.
 REFRESH_INTERVAL_SECONDS = 60
+#: At most this many jwks_uri fetches run at once in a process; past it a request fails at once.
+MAX_CONCURRENT_FETCHES = 4
 
 #: Key length in octets each symmetric key management algorithm needs (RFC 7518 4.4, 4.7).
 KEY_WRAP_OCTETS = {
@@ -191,29 +197,144 @@ def fetch_client_jwks(uri: str, *, refresh: bool = False) -> dict[str, Any]:
         if failure is not None:
             raise ConfigurationError(f"Fetching the client's jwks_uri failed recently: {failure}")
     try:
-        jwks = _fetch(uri)
+        jwks = _fetch_once(uri)
+    except FetchesBusy:
+        raise  # not the URL's fault: nothing to remember
     except ConfigurationError as exc:
         shared_cache.set(failure_key, str(exc), FAILURE_CACHE_SECONDS)
-        logger.warning("Client jwks_uri fetch failed: host=%s reason=%s", urlsplit(uri).hostname, exc)
+        logger.warning("Client jwks_uri fetch failed: host=%s reason=%s", _host_of(uri), exc)
         raise
     shared_cache.set(key, jwks, int(jarm_settings.CLIENT_JWKS_CACHE_SECONDS))
     shared_cache.delete(failure_key)
     return jwks
 
 
+class FetchesBusy(ConfigurationError):
+    """:data:`MAX_CONCURRENT_FETCHES` fetches are already running in this process."""
+
+
+@dataclass
+class _Flight:
+    """One fetch in progress, shared by every request for its URL."""
+
+    deadline: float
+    done: threading.Event = field(default_factory=threading.Event)
+    result: dict[str, Any] | None = None
+    error: str = ""
+
+
+_flights: dict[str, _Flight] = {}
+_flights_lock = threading.Lock()
+_fetch_slots = threading.BoundedSemaphore(MAX_CONCURRENT_FETCHES)
+#: A follower waits this much longer than the fetch's own deadline (parsing the answer).
+_FOLLOWER_GRACE_SECONDS = 0.25
+
+
+def _fetch_once(uri: str) -> dict[str, Any]:
+    """``_fetch(uri)``, run at most once at a time per URL and :data:`MAX_CONCURRENT_FETCHES` in all.
+
+    A request for a URL already being fetched waits for that fetch (no longer than its
+    deadline) and shares its outcome; one finding every fetch slot taken fails at once.
+    """
+    with _flights_lock:
+        flight = _flights.get(uri)
+        leader = flight is None
+        if flight is None:
+            if not _fetch_slots.acquire(blocking=False):
+                raise FetchesBusy("Too many jwks_uri fetches are in progress; try again shortly.")
+            flight = _flights[uri] = _Flight(time.monotonic() + float(jarm_settings.CLIENT_JWKS_TIMEOUT))
+    if not leader:
+        if not flight.done.wait(max(0.0, flight.deadline + _FOLLOWER_GRACE_SECONDS - time.monotonic())):
+            raise ConfigurationError("The jwks_uri answered too slowly.")
+        if flight.result is None:
+            raise ConfigurationError(flight.error or "The jwks_uri could not be fetched.")
+        return dict(flight.result)
+    try:
+        flight.result = _fetch(uri)
+    except ConfigurationError as exc:
+        flight.error = str(exc)
+        raise
+    finally:
+        with _flights_lock:
+            del _flights[uri]
+        _fetch_slots.release()
+        flight.done.set()
+    return flight.result
+
+
+def _host_of(uri: str) -> str:
+    """The host of ``uri`` for a log line, whatever ``uri`` holds."""
+    try:
+        return str(urlsplit(uri).hostname)
+    except ValueError:
+        return "(unparsable)"
+
+
 def _allowed_address(address: str) -> bool:
+    """Whether ``address`` may be connected to: globally routable, or private ones allowed."""
     if jarm_settings.CLIENT_JWKS_ALLOW_PRIVATE_ADDRESSES:
         return True
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
+    return address_is_public(address)
 
 
-def _resolve(host: str, port: int) -> str:
-    """One address of ``host`` to connect to; every address must be public (SSRF defence)."""
+#: IPv6 prefixes whose addresses carry an IPv4 address that decides where packets really go:
+#: NAT64 (RFC 6052), 6to4 (RFC 3056), Teredo (RFC 4380: the client address, bits inverted).
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+_SIXTOFOUR = ipaddress.ip_network("2002::/16")
+_TEREDO = ipaddress.ip_network("2001::/32")
+_IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # RFC 2765 ::ffff:0:a.b.c.d
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses ``ip`` embeds, in every form a router or a host stack may act on."""
+    value = int(ip)
+    low32 = ipaddress.IPv4Address(value & 0xFFFFFFFF)
+    embedded = []
+    if ip.ipv4_mapped is not None:
+        embedded.append(ip.ipv4_mapped)
+    if value >> 32 == 0:  # IPv4-compatible ::a.b.c.d (RFC 4291 2.5.5.1): deprecated, never a peer
+        embedded.append(ipaddress.IPv4Address(0))
+    if ip in _NAT64 or ip in _IPV4_TRANSLATED:
+        embedded.append(low32)
+    if ip in _SIXTOFOUR and ip.sixtofour is not None:
+        embedded.append(ip.sixtofour)
+    if ip in _TEREDO and ip.teredo is not None:
+        server, client = ip.teredo
+        embedded += [server, client]
+    return embedded
+
+
+def address_is_public(address: str) -> bool:
+    """Whether ``address`` is globally routable, and so is every IPv4 address it embeds."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if not ip.is_global or ip.is_multicast:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _NAT64_LOCAL:  # RFC 8215: local-use translation, whatever it embeds
+            return False
+        return all(embedded.is_global and not embedded.is_multicast for embedded in _embedded_ipv4(ip))
+    return True
+
+
+def _resolve(host: str, port: int, deadline: float) -> str:
+    """One address of ``host`` to connect to; every address must be public (SSRF defence).
+
+    ``getaddrinfo`` has no timeout of its own: it runs in a small pool and is waited for only
+    until ``deadline``.
+    """
+    try:
+        future = _resolver_pool().submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+    except RuntimeError as exc:  # interpreter shutting down
+        raise ConfigurationError(f"The jwks_uri host {host!r} does not resolve.") from exc
+    try:
+        infos = future.result(timeout=max(0.0, deadline - time.monotonic()))
+    except concurrent.futures.TimeoutError as exc:
+        future.cancel()
+        raise ConfigurationError("The jwks_uri answered too slowly (name resolution).") from exc
     except (OSError, UnicodeError) as exc:
         raise ConfigurationError(f"The jwks_uri host {host!r} does not resolve.") from exc
     addresses = [str(info[4][0]) for info in infos]
@@ -228,59 +349,116 @@ def _resolve(host: str, port: int) -> str:
     return addresses[0]
 
 
-def _fetch(uri: str) -> dict[str, Any]:
-    parts = urlsplit(uri)
-    if parts.scheme == "http" and not jarm_settings.CLIENT_JWKS_ALLOW_HTTP:
-        raise ConfigurationError("The jwks_uri must use https (JARM['CLIENT_JWKS_ALLOW_HTTP'] is off).")
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ConfigurationError("The jwks_uri is not an http(s) URL.")
-    host = parts.hostname
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    address = _resolve(host, port)
-    timeout = float(jarm_settings.CLIENT_JWKS_TIMEOUT)
-    max_bytes = int(jarm_settings.CLIENT_JWKS_MAX_BYTES)
-    headers = {
-        "Host": parts.netloc.rsplit("@", 1)[-1],
-        "Accept": "application/jwk-set+json, application/json",
-    }
+@functools.lru_cache(maxsize=1)
+def _resolver_pool() -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(max_workers=MAX_CONCURRENT_FETCHES, thread_name_prefix="jwks-dns")
+
+
+class _DeadlineSocket:
+    """A connected socket whose every send and receive ends by ``deadline`` (monotonic clock).
+
+    The socket timeout is set to the time left before each operation, so a peer that trickles
+    its answer one byte at a time cannot stretch the fetch past the deadline. (A per-read
+    timeout, as urllib3's, restarts with every byte.)
+    """
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self.sock = sock
+        self.deadline = deadline
+
+    def arm(self) -> None:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("deadline passed")
+        self.sock.settimeout(remaining)
+
+    def sendall(self, data: bytes) -> None:
+        self.arm()
+        self.sock.sendall(data)
+
+    def makefile(self, mode: str, *args: Any, **kwargs: Any) -> io.BufferedReader:
+        return io.BufferedReader(_DeadlineReader(self))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class _DeadlineReader(io.RawIOBase):
+    def __init__(self, owner: _DeadlineSocket) -> None:
+        self.owner = owner
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        self.owner.arm()
+        return self.owner.sock.recv_into(buffer)
+
+
+def _connect(address: str, port: int, host: str, tls: bool, deadline: float) -> _DeadlineSocket:
     # Connect to the address we checked, not to a second DNS answer (DNS rebinding).
-    pool: urllib3.HTTPConnectionPool
-    if parts.scheme == "https":
-        pool = urllib3.HTTPSConnectionPool(
-            address, port, server_hostname=host, assert_hostname=host, cert_reqs="CERT_REQUIRED", maxsize=1
-        )
-    else:
-        pool = urllib3.HTTPConnectionPool(address, port, maxsize=1)
-    path = parts.path or "/"
-    if parts.query:
-        path += "?" + parts.query
-    deadline = time.monotonic() + timeout * 2
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    wrapped = _DeadlineSocket(sock, deadline)
     try:
-        response = pool.urlopen(
-            "GET",
-            path,
-            headers=headers,
-            redirect=False,
-            retries=False,
-            timeout=urllib3.Timeout(connect=timeout, read=timeout),
-            preload_content=False,
-        )
+        wrapped.arm()
+        sock.connect((address, port))
+        if tls:
+            context = ssl.create_default_context()
+            sock = context.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
+            wrapped.sock = sock
+            wrapped.arm()  # the ssl module bounds the whole handshake by the socket timeout
+            sock.do_handshake()
+    except BaseException:
+        sock.close()
+        raise
+    return wrapped
+
+
+def _fetch(uri: str) -> dict[str, Any]:
+    """GET ``uri`` and parse it as a public JWK Set, all within ``CLIENT_JWKS_TIMEOUT`` seconds."""
+    problem = jwks_uri_problem(uri)
+    if problem:
+        raise ConfigurationError(f"The jwks_uri cannot be fetched: {problem}")
+    parts = urlsplit(uri)
+    host = str(parts.hostname)
+    tls = parts.scheme == "https"
+    port = parts.port or (443 if tls else 80)
+    deadline = time.monotonic() + float(jarm_settings.CLIENT_JWKS_TIMEOUT)
+    max_bytes = int(jarm_settings.CLIENT_JWKS_MAX_BYTES)
+    address = _resolve(host, port, deadline)
+    target = (parts.path or "/") + ("?" + parts.query if parts.query else "")
+    request = (
+        f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        "Accept: application/jwk-set+json, application/json\r\nAccept-Encoding: identity\r\n"
+        "Connection: close\r\nUser-Agent: django_jarm\r\n\r\n"
+    ).encode("ascii")
+    connection: _DeadlineSocket | None = None
+    try:
+        connection = _connect(address, port, host, tls, deadline)
+        connection.sendall(request)
+        response = http.client.HTTPResponse(connection, method="GET")  # type: ignore[arg-type]
         try:
+            response.begin()
             if response.status != 200:
                 raise ConfigurationError(f"The jwks_uri answered HTTP {response.status} (redirects are not followed).")
             body = b""
-            for chunk in response.stream(8192):
+            while len(body) <= max_bytes:
+                chunk = response.read(min(8192, max_bytes + 1 - len(body)))
+                if not chunk:
+                    break
                 body += chunk
-                if len(body) > max_bytes:
-                    raise ConfigurationError(f"The jwks_uri answered more than {max_bytes} bytes.")
-                if time.monotonic() > deadline:
-                    raise ConfigurationError("The jwks_uri answered too slowly.")
+            if len(body) > max_bytes:
+                raise ConfigurationError(f"The jwks_uri answered more than {max_bytes} bytes.")
         finally:
-            response.release_conn()
-    except urllib3.exceptions.HTTPError as exc:
+            response.close()
+    except TimeoutError as exc:
+        raise ConfigurationError("The jwks_uri answered too slowly.") from exc
+    except (OSError, http.client.HTTPException, ValueError) as exc:
         raise ConfigurationError(f"The jwks_uri could not be fetched ({type(exc).__name__}).") from exc
     finally:
-        pool.close()
+        if connection is not None:
+            connection.close()
     try:
         jwks = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -169,9 +170,10 @@ class ClientSettings(models.Model):
                 add("jwks", problem)
         if self.jwks and self.jwks_uri:
             add("jwks_uri", _("Give either a JWK Set or a JWK Set URL, not both."))
-        allow_http = jarm_settings.CLIENT_JWKS_ALLOW_HTTP and self.jwks_uri.startswith("http://")
-        if self.jwks_uri and not self.jwks_uri.startswith("https://") and not allow_http:
-            add("jwks_uri", _("The JWK Set URL must use https."))
+        if self.jwks_uri:
+            problem = jwks_uri_problem(self.jwks_uri)
+            if problem:
+                add("jwks_uri", problem)
         if errors:
             raise ValidationError(errors)
 
@@ -248,6 +250,47 @@ def _is_hashed(secret: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+#: Longest jwks_uri accepted (the column's length).
+JWKS_URI_MAX_LENGTH = 2000
+
+
+def jwks_uri_problem(uri: str) -> str:
+    """Why the jwks_uri fetcher could not use ``uri``, or ``""`` when it can.
+
+    The one list of rules: ``clean()`` refuses what the fetcher would, and the fetcher checks
+    again before connecting (a row saved without ``clean()``).
+    """
+    if not isinstance(uri, str) or not uri:
+        return str(_("Give the JWK Set URL as text."))
+    if len(uri) > JWKS_URI_MAX_LENGTH:
+        return str(_("The JWK Set URL is longer than %(n)d characters.") % {"n": JWKS_URI_MAX_LENGTH})
+    if not uri.isascii() or any(not 0x21 <= ord(char) <= 0x7E for char in uri):
+        return str(_("The JWK Set URL must be ASCII without spaces or control characters (percent-encode them)."))
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError:
+        return str(_("The JWK Set URL cannot be parsed (check its host and port)."))
+    allow_http = bool(jarm_settings.CLIENT_JWKS_ALLOW_HTTP)
+    if parts.scheme != "https" and not (allow_http and parts.scheme == "http"):
+        return str(_("The JWK Set URL must use https."))
+    if "@" in parts.netloc:
+        return str(_("The JWK Set URL must not carry a user name or password."))
+    if not parts.hostname:
+        return str(_("The JWK Set URL has no host."))
+    if port == 0 or parts.netloc.endswith(":"):
+        return str(_("The JWK Set URL has an invalid port (1-65535)."))
+    if "%" in parts.hostname or "[" in parts.hostname:
+        return str(_("The JWK Set URL has an invalid host."))
+    try:
+        parts.hostname.encode("idna")
+    except UnicodeError:
+        return str(_("The JWK Set URL has an invalid host."))
+    if parts.fragment or uri.endswith("#"):
+        return str(_("The JWK Set URL must not have a fragment."))
+    return ""
 
 
 def jwks_problem(value: Any) -> str:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import json
+import socket
 import threading
 import time
 from collections import Counter
@@ -16,7 +18,8 @@ import pytest
 from django.test import override_settings
 from joserfc.jwk import ECKey, RSAKey
 
-from django_jarm.client_keys import _allowed_address, derive_secret_key, select_key
+from django_jarm import client_keys
+from django_jarm.client_keys import _allowed_address, derive_secret_key, fetch_client_jwks, select_key
 from django_jarm.exceptions import ConfigurationError
 from tests import rp
 from tests.conftest import REDIRECT_URI
@@ -77,6 +80,74 @@ class JWKSServer:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class TricklingServer:
+    """Answers every request one byte every ``interval`` seconds: the headers, or the body."""
+
+    def __init__(self, *, trickle: str, interval: float = 0.5, duration: float = 15.0) -> None:
+        self.trickle = trickle
+        self.interval = interval
+        self.duration = duration
+        self.hits = 0
+        self.lock = threading.Lock()
+        self.closed = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self, path: str = "/jwks") -> str:
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}{path}"
+
+    def _accept(self) -> None:
+        while not self.closed.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
+
+    def _answer(self, connection: socket.socket) -> None:
+        body = json.dumps(public(RSAKey.generate_key(2048))).encode()
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        with connection, contextlib.suppress(OSError):
+            connection.settimeout(5)
+            received = b""
+            while b"\r\n\r\n" not in received:
+                chunk = connection.recv(4096)
+                if not chunk:
+                    return
+                received += chunk
+            with self.lock:
+                self.hits += 1
+            if self.trickle == "body":
+                connection.sendall(head.encode())
+                slow = body
+            else:
+                slow = head.encode() + body
+            stop = time.monotonic() + self.duration
+            for byte in slow:
+                if self.closed.is_set() or time.monotonic() > stop:
+                    return
+                connection.sendall(bytes([byte]))
+                time.sleep(self.interval)
+
+    def close(self) -> None:
+        self.closed.set()
+        self.listener.close()
+
+
+@pytest.fixture
+def trickling_server() -> Iterator[Any]:
+    servers: list[TricklingServer] = []
+
+    def start(trickle: str) -> TricklingServer:
+        servers.append(TricklingServer(trickle=trickle))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
 
 
 @pytest.fixture
@@ -173,10 +244,38 @@ def test_key_selection_failures(keys, alg):
         ("::ffff:127.0.0.1", False),
         ("0.0.0.0", False),
         ("224.0.0.1", False),
+        ("ff02::1", False),
+        # IPv6 forms that embed an IPv4 address: refused when that address is not global.
+        ("64:ff9b::127.0.0.1", False),  # NAT64 (RFC 6052)
+        ("64:ff9b::10.0.0.1", False),
+        ("64:ff9b::169.254.169.254", False),
+        ("64:ff9b::93.184.215.14", True),
+        ("64:ff9b:1::93.184.215.14", False),  # local-use NAT64 (RFC 8215)
+        ("2002:7f00:1::1", False),  # 6to4 of 127.0.0.1 (RFC 3056)
+        ("2002:a9fe:a9fe::1", False),  # 6to4 of 169.254.169.254
+        ("2002:c0a8:101::1", False),  # 6to4 of 192.168.1.1
+        ("2002:5db8:d70e::1", True),  # 6to4 of 93.184.215.14
+        ("::127.0.0.1", False),  # IPv4-compatible (RFC 4291 2.5.5.1)
+        ("::10.0.0.1", False),
+        ("::93.184.215.14", False),  # reserved range even with a public IPv4
+        ("::ffff:0:127.0.0.1", False),  # IPv4-translated (RFC 2765)
+        ("::ffff:0:10.0.0.1", False),
+        ("::ffff:10.0.0.1", False),  # IPv4-mapped
+        ("::ffff:93.184.215.14", True),
+        ("2001:0:4136:e378:8000:63bf:80ff:fffe", False),  # Teredo, client 127.0.0.1
+        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", False),  # Teredo, client 10.0.0.1
+        ("2001:0:c0a8:101:8000:63bf:a247:28f1", False),  # Teredo, server 192.168.1.1
+        ("2001:0:4136:e378:8000:63bf:a247:28f1", False),  # Teredo: not globally routable at all
+        ("not an address", False),
     ],
 )
 def test_private_addresses_are_refused(address, allowed):
     assert _allowed_address(address) is allowed
+
+
+def test_allowing_private_addresses_allows_every_form():
+    with override_settings(JARM={"CLIENT_JWKS_ALLOW_PRIVATE_ADDRESSES": True}):
+        assert _allowed_address("64:ff9b::127.0.0.1") is True
 
 
 # jwks_uri end to end -------------------------------------------------------------------------
@@ -284,3 +383,148 @@ def test_unresolvable_host(browser, make_app, authorize):
     app = encrypted_app(make_app, "https://jwks.invalid/keys")
     with override_settings(JARM=LOCAL):
         assert answer_of(browser, app, authorize)["error"] == "server_error"
+
+
+# Hostile jwks_uri servers ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("trickle", ["headers", "body"])
+def test_the_deadline_holds_against_a_trickling_server(trickling_server, trickle):
+    server = trickling_server(trickle)
+    with override_settings(JARM={**LOCAL, "CLIENT_JWKS_TIMEOUT": 1.0}):
+        started = time.monotonic()
+        with pytest.raises(ConfigurationError, match="too slowly"):
+            fetch_client_jwks(server.url())
+        elapsed = time.monotonic() - started
+    assert elapsed < 1.3
+    assert server.hits == 1
+
+
+def test_name_resolution_is_bounded_by_the_deadline(monkeypatch):
+    release = threading.Event()
+
+    def hanging_getaddrinfo(*args: Any, **kwargs: Any) -> Any:
+        release.wait(10)
+        raise OSError("released")
+
+    monkeypatch.setattr(client_keys.socket, "getaddrinfo", hanging_getaddrinfo)
+    try:
+        with override_settings(JARM={**LOCAL, "CLIENT_JWKS_TIMEOUT": 0.5}):
+            started = time.monotonic()
+            with pytest.raises(ConfigurationError, match="too slowly"):
+                fetch_client_jwks("http://jwks.example/keys")
+            assert time.monotonic() - started < 0.8
+    finally:
+        release.set()
+
+
+def test_concurrent_fetches_are_bounded_and_the_overflow_is_not_remembered(trickling_server):
+    server = trickling_server("headers")
+    urls = [server.url(f"/jwks/{n}") for n in range(client_keys.MAX_CONCURRENT_FETCHES + 1)]
+    errors: list[str] = []
+    with override_settings(JARM={**LOCAL, "CLIENT_JWKS_TIMEOUT": 1.5}):
+
+        def fetch(url: str) -> None:
+            try:
+                fetch_client_jwks(url)
+            except ConfigurationError as exc:
+                errors.append(str(exc))
+
+        threads = [threading.Thread(target=fetch, args=(url,)) for url in urls[:-1]]
+        for thread in threads:
+            thread.start()
+        while server.hits < len(threads):
+            time.sleep(0.01)
+        started = time.monotonic()
+        with pytest.raises(client_keys.FetchesBusy):
+            fetch_client_jwks(urls[-1])
+        assert time.monotonic() - started < 0.1  # refused at once, not queued
+        for thread in threads:
+            thread.join()
+        # The refused URL was never tried, so its next request fetches it.
+        server.trickle = "none"
+        server.interval = 0
+        assert fetch_client_jwks(urls[-1])["keys"][0]["kty"] == "RSA"
+    assert errors == ["The jwks_uri answered too slowly."] * len(threads)
+    assert server.hits == len(urls)
+
+
+@pytest.fixture
+def http_server() -> Iterator[tuple[str, int]]:
+    """The test project behind a real threaded HTTP server on 127.0.0.1 (one thread per request)."""
+    from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
+    from django.core.wsgi import get_wsgi_application
+    from django.db import connections
+
+    shared = {}
+    for connection in connections.all():
+        if connection.vendor == "sqlite" and connection.is_in_memory_db():
+            connection.inc_thread_sharing()  # the server threads see the test's in-memory database
+            shared[connection.alias] = connection
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadedWSGIServer(("127.0.0.1", 0), QuietHandler, connections_override=shared)
+    httpd.set_app(get_wsgi_application())
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield "127.0.0.1", httpd.server_port
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        for connection in shared.values():
+            connection.dec_thread_sharing()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_requests_share_one_bounded_fetch(http_server, trickling_server, make_app):
+    """8 parallel anonymous prompt=none requests over HTTP while the client's jwks_uri trickles."""
+    server = trickling_server("headers")
+    app = encrypted_app(make_app, server.url())
+    timeout = 1.0
+    answers: list[tuple[float, int, str]] = []
+    lock = threading.Lock()
+    query = (
+        f"/o/authorize/?client_id={app.client_id}&response_type=code&response_mode=jwt&prompt=none"
+        f"&redirect_uri={REDIRECT_URI}&scope=openid&state=s-1&code_challenge={'a' * 43}&code_challenge_method=S256"
+    )
+    host, port = http_server
+
+    def request() -> None:
+        started = time.monotonic()
+        connection = http.client.HTTPConnection(host, port, timeout=20)
+        connection.request("GET", query)
+        response = connection.getresponse()
+        response.read()
+        with lock:
+            answers.append((time.monotonic() - started, response.status, response.getheader("Location") or ""))
+        connection.close()
+
+    with override_settings(JARM={**LOCAL, "CLIENT_JWKS_TIMEOUT": timeout}):
+        threads = [threading.Thread(target=request) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert len(answers) == 8
+    for elapsed, status, location in answers:
+        assert status == 302
+        assert location.startswith(REDIRECT_URI + "?error=server_error&")
+        assert elapsed < timeout + 1
+    assert server.hits == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "uri",
+    ["https://rp.example:99999/jwks", "https://[::1/jwks", "https://u:p@rp.example/jwks", "https://rp.example/#k"],
+)
+def test_an_unusable_jwks_uri_saved_without_clean_is_a_server_error(browser, make_app, authorize, uri):
+    app = encrypted_app(make_app, uri)  # a row written without clean(), as a data migration could
+    for _ in range(2):  # fetched (refused before any connection), then answered from the failure cache
+        params = answer_of(browser, app, authorize)
+        assert params["error"] == "server_error"
+        assert set(params) == {"error", "error_description", "state"}
