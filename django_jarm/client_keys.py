@@ -461,7 +461,7 @@ def _fetch(uri: str) -> dict[str, Any]:
             connection.close()
     try:
         jwks = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: "[[[[…" nesting
         raise ConfigurationError("The jwks_uri did not answer JSON.") from exc
     problem = jwks_problem(jwks)
     if problem:

@@ -349,8 +349,19 @@ def test_timeout_costs_one_client_and_is_remembered(jwks_server, browser, make_a
         (b'{"keys": "nope"}', 200, None),
         (b"", 302, {"Location": "/jwks"}),
         (b"{}", 500, None),
+        (b"[" * 60_000, 200, None),
+        (b"HTTP/1.1 200 OK", 200, {"X-Padding": "x" * 70_000}),
     ],
-    ids=["oversize", "not-json", "private-members", "not-a-jwk-set", "redirect", "http-error"],
+    ids=[
+        "oversize",
+        "not-json",
+        "private-members",
+        "not-a-jwk-set",
+        "redirect",
+        "http-error",
+        "deep-nesting",
+        "oversize-header",
+    ],
 )
 def test_bad_answers_are_server_errors(jwks_server, browser, make_app, authorize, body, status, headers):
     jwks_server.serve("/jwks", public(RSAKey.generate_key(2048)))
