@@ -8,7 +8,6 @@ method every client-bound response passes through.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 from dataclasses import dataclass, field
@@ -20,12 +19,12 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils.decorators import method_decorator
 from django.views.generic import View
-from oauth2_provider.models import get_application_model, get_grant_model
+from oauth2_provider.models import get_application_model
 from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views import AuthorizationView, ConnectDiscoveryInfoView, OAuthServerMetadataView
 from oauthlib.oauth2.rfc6749.errors import CustomOAuth2Error, MismatchingRedirectURIError
 
-from . import tokens
+from . import request_checks, tokens
 from .client_keys import EncryptionKey, get_encryption_key
 from .clients import client_settings_for
 from .conf import jarm_settings, settings_epoch
@@ -106,33 +105,6 @@ def response_parameters(url: str, redirect_uri: str, *, keep_iss: bool = False) 
     return [(name, value) for name, value in params if name != "iss"]
 
 
-@functools.lru_cache(maxsize=1)
-def _stored_parameter_limits() -> dict[str, int]:
-    """Request parameters DOT stores, with the length of the column that receives them."""
-    grant = get_grant_model()._meta
-    application = get_application_model()._meta
-    return {
-        "client_id": application.get_field("client_id").max_length,
-        **{name: grant.get_field(name).max_length for name in ("nonce", "code_challenge", "code_challenge_method")},
-    }
-
-
-def unstorable_parameter(request: HttpRequest) -> str | None:
-    """Why DOT could not store this request's parameters (a NUL byte, too long), or ``None``.
-
-    PostgreSQL refuses both, SQLite neither: without this check the same request would be a
-    500 on one database and accepted on the other.
-    """
-    for source in (request.GET, request.POST):
-        for name, values in source.lists():
-            if "\x00" in name or any("\x00" in value for value in values):
-                return "a parameter contains a NUL character"
-    for name, limit in _stored_parameter_limits().items():
-        if any(len(value) > limit for value in (*request.GET.getlist(name), *request.POST.getlist(name))):
-            return f"{name} is longer than {limit} characters"
-    return None
-
-
 @dataclass
 class AuthorizationContext:
     """What the response to one authorization request depends on, captured while DOT validates."""
@@ -156,7 +128,7 @@ class JARMAuthorizationMixin:
     jarm_context: AuthorizationContext | None = None
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        problem = unstorable_parameter(request)
+        problem = request_checks.authorization_request_problem(request)
         if problem is None:
             try:
                 response: HttpResponse = super().dispatch(request, *args, **kwargs)  # type: ignore[misc]

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlencode
@@ -192,3 +193,33 @@ def redeem() -> Callable[..., Any]:
         return Client().post("/o/token/", data)
 
     return exchange
+
+
+@pytest.fixture
+def http_server() -> Iterator[tuple[str, int]]:
+    """The test project behind a real threaded HTTP server on 127.0.0.1 (one thread per request)."""
+    from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
+    from django.core.wsgi import get_wsgi_application
+    from django.db import connections
+
+    shared = {}
+    for connection in connections.all():
+        if connection.vendor == "sqlite" and connection.is_in_memory_db():
+            connection.inc_thread_sharing()  # the server threads see the test's in-memory database
+            shared[connection.alias] = connection
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadedWSGIServer(("127.0.0.1", 0), QuietHandler, connections_override=shared)
+    httpd.set_app(get_wsgi_application())
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield "127.0.0.1", httpd.server_port
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        for connection in shared.values():
+            connection.dec_thread_sharing()

@@ -460,36 +460,6 @@ def test_concurrent_fetches_are_bounded_and_the_overflow_is_not_remembered(trick
     assert server.hits == len(urls)
 
 
-@pytest.fixture
-def http_server() -> Iterator[tuple[str, int]]:
-    """The test project behind a real threaded HTTP server on 127.0.0.1 (one thread per request)."""
-    from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
-    from django.core.wsgi import get_wsgi_application
-    from django.db import connections
-
-    shared = {}
-    for connection in connections.all():
-        if connection.vendor == "sqlite" and connection.is_in_memory_db():
-            connection.inc_thread_sharing()  # the server threads see the test's in-memory database
-            shared[connection.alias] = connection
-
-    class QuietHandler(WSGIRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    httpd = ThreadedWSGIServer(("127.0.0.1", 0), QuietHandler, connections_override=shared)
-    httpd.set_app(get_wsgi_application())
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield "127.0.0.1", httpd.server_port
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        for connection in shared.values():
-            connection.dec_thread_sharing()
-
-
 @pytest.mark.django_db(transaction=True)
 def test_parallel_requests_share_one_bounded_fetch(http_server, trickling_server, make_app):
     """8 parallel anonymous prompt=none requests over HTTP while the client's jwks_uri trickles."""

@@ -47,7 +47,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 from joserfc.jwk import ECKey, OctKey, OKPKey, RSAKey
-from oauth2_provider.models import get_application_model
+from oauth2_provider.models import get_application_model, get_grant_model
 
 from django_jarm.conf import (
     ALL_ENCRYPTION_ALGS,
@@ -1273,3 +1273,150 @@ def test_invalid_resource_on_consent_post_is_wrapped(make_app, browser, verify, 
     _, verified = verify(response, app)
     assert verified.params["error"] == "invalid_target"
     assert verified.params["state"] == "af0ifjsldkj"
+
+
+# Raw query strings and bodies ----------------------------------------------------------------------
+
+#: Raw query-string or body fragments no parser may turn into a 500 or a changed value: each is an
+#: error page (400, no redirect: nothing is verified yet).
+MALFORMED_RAW = [
+    pytest.param("state=%zz", id="bad-escape"),
+    pytest.param("state=%", id="lone-percent"),
+    pytest.param("state=%2", id="truncated-escape"),
+    pytest.param("state=%%41", id="double-percent"),
+    pytest.param("state=%u0041", id="iis-unicode-escape"),
+    pytest.param("%zz=1", id="bad-escape-in-name"),
+    pytest.param("response_mode=jwt%zz", id="bad-escape-in-mode"),
+    pytest.param("state=%ff", id="invalid-utf8-byte"),
+    pytest.param("state=%c3%28", id="invalid-utf8-sequence"),
+    pytest.param("state=%ed%a0%80", id="utf8-surrogate"),
+    pytest.param("state=%c0%af", id="overlong-utf8"),
+    pytest.param("state=%e2%82", id="truncated-utf8"),
+    pytest.param("%ff=1", id="invalid-utf8-in-name"),
+    pytest.param(b"state=\xff".decode("latin-1"), id="raw-invalid-byte"),
+    pytest.param(b"state=\xc3\x28".decode("latin-1"), id="raw-invalid-sequence"),
+    pytest.param("state=%00", id="encoded-nul"),
+    pytest.param("st%00ate=1", id="nul-in-name"),
+    pytest.param("nonce=" + "n" * 256, id="over-long-nonce"),
+    pytest.param("n%6fnce=" + "n" * 256, id="over-long-encoded-name"),
+    pytest.param("nonce=" + "%41" * 256, id="over-long-once-decoded"),
+]
+
+
+def _raw_base(app: Any, mode: str) -> str:
+    _, challenge = rp.pkce_pair()
+    base = (
+        f"client_id={app.client_id}&response_type=code&redirect_uri={REDIRECT_URI}&scope=openid"
+        f"&code_challenge={challenge}&code_challenge_method=S256"
+    )
+    return base + (f"&response_mode={mode}" if mode else "")
+
+
+def _assert_error_page(response: Any) -> None:
+    assert response.status_code == 400
+    assert "Location" not in response
+    assert b"invalid_request" in response.content
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("raw", MALFORMED_RAW)
+@pytest.mark.parametrize("mode", ["jwt", "form_post.jwt", "query", ""])
+def test_malformed_raw_query_is_an_error_page(make_app, browser, raw, mode):
+    app = make_app("code")
+    response = browser.get("/o/authorize/", QUERY_STRING=_raw_base(app, mode) + "&" + raw)
+    _assert_error_page(response)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("raw", MALFORMED_RAW)
+def test_malformed_raw_consent_body_is_an_error_page(make_app, browser, raw):
+    app = make_app("code", skip_authorization=False)
+    body = _raw_base(app, "jwt") + "&state=s-1&allow=Authorize&" + raw
+    response = browser.post("/o/authorize/", body.encode("latin-1"), content_type="application/x-www-form-urlencoded")
+    _assert_error_page(response)
+    assert not get_grant_model().objects.exists()
+
+
+@pytest.mark.django_db
+def test_malformed_multipart_consent_body_is_an_error_page(make_app, browser):
+    app = make_app("code", skip_authorization=False)
+    fields = dict(parse_qsl(_raw_base(app, "jwt")))
+    response = browser.post("/o/authorize/", {**fields, "state": "a\x00b", "allow": "Authorize"})  # multipart
+    _assert_error_page(response)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("raw", "state"),
+    [
+        ("state=a+b", "a b"),
+        ("state=a%2Bb", "a+b"),
+        ("state=a;b", "a;b"),  # ";" separates nothing (Django, oauthlib and the WHATWG agree)
+        ("state=%C3%A9t%C3%A9", "été"),
+        ("state=%e2%80%a8", "\u2028"),
+        ("=x&state=s", "s"),  # an empty name
+        ("x=&state=s", "s"),  # an empty value
+        ("state=s&=&=", "s"),  # empty names and values
+        ("STATE=x&state=s", "s"),
+        ("state=s&state%00=x".replace("%00", "%20"), "s"),
+    ],
+)
+@pytest.mark.parametrize("mode", ["jwt", "query"])
+def test_well_formed_raw_queries_keep_their_values(make_app, browser, verify, raw, state, mode):
+    app = make_app("code")
+    response = browser.get("/o/authorize/", QUERY_STRING=_raw_base(app, mode) + "&" + raw)
+    if mode == "jwt":
+        _, verified = verify(response, app)
+        params = verified.params
+    else:
+        params = dict(rp.delivery_of(response, REDIRECT_URI).params)
+    assert "code" in params
+    assert params["state"] == state
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "state=a&state=b",
+        "state=&state=b",
+        "response_mode=jwt&response_mode=jwt",
+        "client_id=x",
+        ";state=a&state",
+        "&&state=s&&",  # empty pairs: oauthlib's strict parsing refuses them (DOT's error page)
+        "state=s&x",
+    ],
+)
+@pytest.mark.parametrize("mode", ["jwt", "query"])
+def test_repeated_and_valueless_names_are_refused_never_a_500(make_app, browser, raw, mode):
+    app = make_app("code")
+    response = browser.get("/o/authorize/", QUERY_STRING=_raw_base(app, mode) + "&" + raw)
+    assert response.status_code < 500
+    if response.status_code in (302, 303):
+        params = dict(rp.delivery_of(response, REDIRECT_URI).params)
+        assert "code" not in params
+        assert mode == "query" or "response" in params or params.get("error") == "invalid_request"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "request_target",
+    [b"state=%zz", b"state=%ff", b"state=\xff\xfe", b"state=\xc3\x28", b"%zz", b"state=%E2%82"],
+)
+def test_malformed_raw_bytes_over_http(http_server, make_app, request_target):
+    """The same over a real socket: the raw bytes as a client puts them on the request line."""
+    import socket
+
+    app = make_app("code")
+    host, port = http_server
+    target = b"/o/authorize/?" + _raw_base(app, "jwt").encode() + b"&" + request_target
+    with socket.create_connection((host, port), timeout=10) as connection:
+        connection.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    headers = rest.split(b"\r\n\r\n", 1)[0].lower()
+    assert status_line.split()[1] == b"400", answer[:300]
+    assert b"\r\nlocation:" not in b"\r\n" + headers
+    assert b"invalid_request" in answer
