@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwcrypto import jwk
-from jwcrypto.common import base64url_encode
+from jwcrypto.common import base64url_decode, base64url_encode
 
 from . import cache as shared_cache
 from .conf import SYMMETRIC_ENCRYPTION_ALGS, jarm_settings
@@ -91,6 +92,77 @@ def derive_secret_key(secret: str, alg: str, enc: str) -> bytes:
     return digest[:octets]
 
 
+#: RSA modulus sizes accepted for client keys: FAPI 1.0 Advanced 8.6 and FAPI 2.0 Security Profile
+#: 5.4.1 require at least 2048 bits; the upper bound keeps one encryption cheap.
+RSA_MIN_BITS = 2048
+RSA_MAX_BITS = 16384
+#: Octets of the coordinates of each curve (RFC 7518 6.2.1.2, RFC 8037 2).
+CURVE_OCTETS = {"P-256": 32, "P-384": 48, "P-521": 66, "X25519": 32, "X448": 56, "Ed25519": 32, "Ed448": 57}
+_EC_CURVES = {"P-256": ec.SECP256R1, "P-384": ec.SECP384R1, "P-521": ec.SECP521R1}
+
+
+def _b64_member(key: dict[str, Any], member: str) -> bytes:
+    value = key.get(member)
+    if not isinstance(value, str) or not value or not set(value) <= _BASE64URL:
+        raise ValueError(f'"{member}" is missing or not base64url')
+    return base64url_decode(value)
+
+
+_BASE64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def public_key_problem(key: dict[str, Any]) -> str:
+    """Why the public JWK ``key`` is too weak or unusable to encrypt to, or ``""``.
+
+    RSA: a modulus of 2048 to 16384 bits and a valid exponent; EC: a point on its curve; OKP: a
+    value of the curve's size. Keys of other types are never encrypted to and pass here.
+    """
+    kid = key.get("kid")
+    name = f"The client's key {kid!r}" if isinstance(kid, str) else "A key of the client"
+    try:
+        kty = key.get("kty")
+        if kty == "RSA":
+            modulus = int.from_bytes(_b64_member(key, "n"), "big")
+            exponent = int.from_bytes(_b64_member(key, "e"), "big")
+            bits = modulus.bit_length()
+            if bits < RSA_MIN_BITS:
+                return f"{name} is a {bits}-bit RSA key; at least {RSA_MIN_BITS} bits are required."
+            if bits > RSA_MAX_BITS:
+                return f"{name} is a {bits}-bit RSA key; at most {RSA_MAX_BITS} bits are accepted."
+            if modulus % 2 == 0 or exponent % 2 == 0 or not 3 <= exponent < modulus:
+                return f"{name} is not a valid RSA public key (its modulus and exponent must be odd)."
+            rsa.RSAPublicNumbers(exponent, modulus).public_key()
+        elif kty == "EC":
+            curve = _EC_CURVES.get(key.get("crv"))  # type: ignore[arg-type]
+            if curve is None:
+                return ""  # never encrypted to (key_fits); secp256k1 signing keys are fine
+            x, y = _b64_member(key, "x"), _b64_member(key, "y")
+            if len(x) != len(y) or len(x) != CURVE_OCTETS[key["crv"]]:
+                return f"{name} has coordinates of the wrong length for {key['crv']}."
+            ec.EllipticCurvePublicNumbers(int.from_bytes(x, "big"), int.from_bytes(y, "big"), curve()).public_key()
+        elif kty == "OKP":
+            octets = CURVE_OCTETS.get(key.get("crv"))  # type: ignore[arg-type]
+            if octets is None:
+                return ""
+            if len(_b64_member(key, "x")) != octets:
+                return f"{name} has a public value of the wrong length for {key['crv']}."
+        else:
+            return ""
+        _parsed_public_key(json.dumps(key, sort_keys=True))
+    except Exception:  # cryptography and jwcrypto raise several types for malformed keys
+        return f"{name} is not a valid {key.get('kty')} public key (for EC: its point must lie on its curve)."
+    return ""
+
+
+def jwks_keys_problem(jwks: dict[str, Any]) -> str:
+    """The first :func:`public_key_problem` among the keys of ``jwks``, or ``""``."""
+    for key in jwks.get("keys", []):
+        problem = public_key_problem(key) if isinstance(key, dict) else ""
+        if problem:
+            return problem
+    return ""
+
+
 def key_fits(key: dict[str, Any], alg: str) -> bool:
     """Whether the public JWK ``key`` can receive a JWE with key management ``alg``."""
     if jwks_problem({"keys": [key]}):
@@ -128,6 +200,9 @@ def select_key(jwks: dict[str, Any], alg: str) -> dict[str, Any]:
         raise ConfigurationError(
             f'The client\'s JWK Set has {len(chosen)} keys that fit {alg}; mark one with "alg": "{alg}".'
         )
+    problem = public_key_problem(chosen[0])
+    if problem:
+        raise ConfigurationError(problem)
     return chosen[0]
 
 
@@ -463,7 +538,7 @@ def _fetch(uri: str) -> dict[str, Any]:
         jwks = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: "[[[[…" nesting
         raise ConfigurationError("The jwks_uri did not answer JSON.") from exc
-    problem = jwks_problem(jwks)
+    problem = jwks_problem(jwks) or jwks_keys_problem(jwks)
     if problem:
-        raise ConfigurationError(f"The jwks_uri did not answer a public JWK Set: {problem}")
+        raise ConfigurationError(f"The jwks_uri did not answer a usable public JWK Set: {problem}")
     return dict(jwks)

@@ -178,7 +178,7 @@ class ClientSettings(models.Model):
             raise ValidationError(errors)
 
     def _clean_encryption_key(self, add: Any) -> None:
-        from .client_keys import select_key
+        from .client_keys import jwks_keys_problem, select_key
 
         alg = self.authorization_encrypted_response_alg
         if not alg or alg not in ALL_ENCRYPTION_ALGS or self.encryption_enc not in ALL_ENCRYPTION_ENCS:
@@ -193,6 +193,10 @@ class ClientSettings(models.Model):
             message = _("%(alg)s encrypts to the client's public key: give its JWK Set or JWK Set URL.")
             add("jwks", message % {"alg": alg})
         elif self.jwks and not jwks_problem(self.jwks):
+            problem = jwks_keys_problem(self.jwks)
+            if problem:
+                add("jwks", problem)
+                return
             try:
                 select_key(self.jwks, alg)
             except ConfigurationError as exc:

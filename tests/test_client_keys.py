@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import http.client
 import json
+import re
 import socket
 import threading
 import time
@@ -16,10 +17,16 @@ from typing import Any
 
 import pytest
 from django.test import override_settings
-from joserfc.jwk import ECKey, RSAKey
+from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 from django_jarm import client_keys
-from django_jarm.client_keys import _allowed_address, derive_secret_key, fetch_client_jwks, select_key
+from django_jarm.client_keys import (
+    _allowed_address,
+    derive_secret_key,
+    fetch_client_jwks,
+    public_key_problem,
+    select_key,
+)
 from django_jarm.exceptions import ConfigurationError
 from tests import rp
 from tests.conftest import REDIRECT_URI
@@ -184,27 +191,26 @@ def test_secret_derivation_follows_openid_connect_core_10_2():
     assert derive_secret_key(secret, "dir", "A256CBC-HS512") == hashlib.sha512(secret.encode()).digest()
 
 
+_RSA = RSAKey.generate_key(2048).as_dict(private=False)
+_EC = ECKey.generate_key("P-256").as_dict(private=False)
+_X25519 = OKPKey.generate_key("X25519").as_dict(private=False)
+_ED25519 = OKPKey.generate_key("Ed25519").as_dict(private=False)
+
+
+def real(public: dict[str, Any], **members: Any) -> dict[str, Any]:
+    """A real public key with the given extra members."""
+    return {**public, **members}
+
+
 @pytest.mark.parametrize(
     ("keys", "alg", "chosen"),
     [
-        ([{"kty": "RSA", "n": "x", "e": "AQAB", "kid": "a"}], "RSA-OAEP", "a"),
-        (
-            [{"kty": "RSA", "kid": "s", "use": "sig"}, {"kty": "RSA", "kid": "e", "use": "enc"}],
-            "RSA-OAEP",
-            "e",
-        ),
-        ([{"kty": "EC", "crv": "P-256", "kid": "ec"}, {"kty": "RSA", "kid": "rsa"}], "ECDH-ES", "ec"),
-        (
-            [{"kty": "OKP", "crv": "X25519", "kid": "x"}, {"kty": "OKP", "crv": "Ed25519", "kid": "ed"}],
-            "ECDH-ES",
-            "x",
-        ),
-        (
-            [{"kty": "RSA", "kid": "1"}, {"kty": "RSA", "kid": "2", "alg": "RSA-OAEP-256"}],
-            "RSA-OAEP-256",
-            "2",
-        ),
-        ([{"kty": "RSA", "kid": "1", "alg": "RSA-OAEP"}, {"kty": "RSA", "kid": "2"}], "RSA-OAEP-256", "2"),
+        ([real(_RSA, kid="a")], "RSA-OAEP", "a"),
+        ([real(_RSA, kid="s", use="sig"), real(_RSA, kid="e", use="enc")], "RSA-OAEP", "e"),
+        ([real(_EC, kid="ec"), real(_RSA, kid="rsa")], "ECDH-ES", "ec"),
+        ([real(_X25519, kid="x"), real(_ED25519, kid="ed")], "ECDH-ES", "x"),
+        ([real(_RSA, kid="1"), real(_RSA, kid="2", alg="RSA-OAEP-256")], "RSA-OAEP-256", "2"),
+        ([real(_RSA, kid="1", alg="RSA-OAEP"), real(_RSA, kid="2")], "RSA-OAEP-256", "2"),
     ],
 )
 def test_key_selection(keys, alg, chosen):
@@ -509,3 +515,120 @@ def test_an_unusable_jwks_uri_saved_without_clean_is_a_server_error(browser, mak
         params = answer_of(browser, app, authorize)
         assert params["error"] == "server_error"
         assert set(params) == {"error", "error_description", "state"}
+
+
+# Key strength and usability ---------------------------------------------------------------------
+
+
+def _b64(number: int, length: int | None = None) -> str:
+    import base64
+
+    raw = number.to_bytes(length or (number.bit_length() + 7) // 8, "big")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _rsa_public(bits: int, **members: Any) -> dict[str, Any]:
+    from cryptography.hazmat.primitives.asymmetric import rsa as crypto_rsa
+
+    numbers = crypto_rsa.generate_private_key(public_exponent=65537, key_size=bits).public_key().public_numbers()
+    return {"kty": "RSA", "n": _b64(numbers.n), "e": _b64(numbers.e), **members}
+
+
+def _ec_off_curve() -> dict[str, Any]:
+    key = ECKey.generate_key("P-256").as_dict(private=False)
+    return {**key, "y": key["x"], "kid": "off-curve"}
+
+
+WEAK_OR_BROKEN_KEYS = [
+    pytest.param(lambda: _rsa_public(1024, kid="rsa-1024"), "RSA-OAEP", "is a 1024-bit RSA key", id="rsa-1024"),
+    pytest.param(lambda: _rsa_public(1536), "RSA-OAEP-256", "is a 1536-bit RSA key", id="rsa-1536"),
+    pytest.param(
+        lambda: {**_RSA, "n": _b64((1 << 16400) + 1)}, "RSA-OAEP", "at most 16384 bits are accepted", id="rsa-huge"
+    ),
+    pytest.param(lambda: {**_RSA, "e": "Ag"}, "RSA-OAEP", "is not a valid RSA public key", id="rsa-even-exponent"),
+    pytest.param(lambda: {**_RSA, "e": "AQ"}, "RSA-OAEP", "is not a valid RSA public key", id="rsa-exponent-1"),
+    pytest.param(lambda: {**_RSA, "n": _RSA["n"][:-2] + "AA"}, "RSA-OAEP", "not a valid RSA", id="rsa-even-modulus"),
+    pytest.param(_ec_off_curve, "ECDH-ES", "its point must lie on its curve", id="ec-off-curve"),
+    pytest.param(lambda: {**_EC, "x": _EC["x"][:-4]}, "ECDH-ES+A128KW", "wrong length for P-256", id="ec-short-x"),
+    pytest.param(lambda: {**_EC, "x": "!" * 43}, "ECDH-ES", "not a valid EC public key", id="ec-not-base64url"),
+    pytest.param(
+        lambda: {**_EC, "crv": "P-384"}, "ECDH-ES", "wrong length for P-384", id="ec-coordinates-of-another-curve"
+    ),
+    pytest.param(lambda: {**_X25519, "x": _b64(5, 31)}, "ECDH-ES", "wrong length for X25519", id="x25519-31-octets"),
+    pytest.param(lambda: {**_X25519, "x": ""}, "ECDH-ES", "not a valid OKP public key", id="x25519-empty"),
+]
+
+
+@pytest.mark.parametrize(("make_key", "alg", "message"), WEAK_OR_BROKEN_KEYS)
+def test_public_key_problem(make_key, alg, message):
+    key = make_key()
+    assert message in public_key_problem(key)
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        select_key({"keys": [key]}, alg)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        _RSA,
+        _EC,
+        _X25519,
+        _ED25519,
+        ECKey.generate_key("P-521").as_dict(private=False),
+        ECKey.generate_key("secp256k1").as_dict(private=False),  # not an encryption curve: never chosen
+        {"kty": "unknown"},
+    ],
+    ids=["rsa-2048", "p-256", "x25519", "ed25519", "p-521", "secp256k1", "unknown-kty"],
+)
+def test_usable_keys_have_no_problem(key):
+    assert public_key_problem(key) == ""
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("make_key", "alg", "message"), WEAK_OR_BROKEN_KEYS)
+def test_weak_or_broken_keys_are_refused_by_clean(make_app, make_key, alg, message):
+    from django.core.exceptions import ValidationError
+
+    from django_jarm.models import ClientSettings
+
+    row = ClientSettings(
+        application=make_app("code"),
+        authorization_encrypted_response_alg=alg,
+        jwks={"keys": [make_key(), real(_EC, kid="good-one", alg="ECDH-ES+A256KW")]},
+    )
+    with pytest.raises(ValidationError) as excinfo:
+        row.full_clean()
+    assert list(excinfo.value.message_dict) == ["jwks"]
+    assert message in excinfo.value.message_dict["jwks"][0]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("make_key", "alg", "message"), WEAK_OR_BROKEN_KEYS)
+def test_weak_or_broken_keys_stored_without_clean_fail_before_any_code(
+    browser, make_app, authorize, make_key, alg, message
+):
+    from oauth2_provider.models import get_access_token_model, get_grant_model
+
+    app = make_app("code token", jarm={"authorization_encrypted_response_alg": alg, "jwks": {"keys": [make_key()]}})
+    response, _, _ = authorize(browser, app, "code token", "jwt")
+    params = dict(rp.delivery_of(response, REDIRECT_URI).params)
+    assert params["error"] == "server_error"
+    assert set(params) == {"error", "error_description", "state"}
+    assert not get_grant_model().objects.exists()  # refused before a code (or token) was issued
+    assert not get_access_token_model().objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("make_key", "alg", "message"), WEAK_OR_BROKEN_KEYS)
+def test_weak_or_broken_keys_at_a_jwks_uri_are_refused(
+    jwks_server, browser, make_app, authorize, make_key, alg, message
+):
+    from oauth2_provider.models import get_grant_model
+
+    uri = jwks_server.serve("/jwks", {"keys": [make_key()]})
+    app = encrypted_app(make_app, uri, alg=alg)
+    with override_settings(JARM=LOCAL):
+        with pytest.raises(ConfigurationError, match=re.escape(message)):
+            fetch_client_jwks(uri)
+        assert answer_of(browser, app, authorize)["error"] == "server_error"
+    assert not get_grant_model().objects.exists()
