@@ -207,8 +207,11 @@ def select_key(jwks: dict[str, Any], alg: str) -> dict[str, Any]:
 
 
 def _import_public(key: dict[str, Any]) -> jwk.JWK:
+    # key_fits() has judged "key_ops"; jwcrypto would insist on "wrapKey" when encrypting, after
+    # the code was issued, where RFC 7517 4.3 also allows "encrypt" or "deriveKey".
+    usable = {member: value for member, value in key.items() if member != "key_ops"}
     try:
-        return _parsed_public_key(json.dumps(key, sort_keys=True))
+        return _parsed_public_key(json.dumps(usable, sort_keys=True))
     except Exception as exc:  # jwcrypto raises several types for malformed keys
         raise ConfigurationError(f"The client's key {key.get('kid', '')!r} cannot be read.") from exc
 

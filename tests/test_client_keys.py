@@ -632,3 +632,24 @@ def test_weak_or_broken_keys_at_a_jwks_uri_are_refused(
             fetch_client_jwks(uri)
         assert answer_of(browser, app, authorize)["error"] == "server_error"
     assert not get_grant_model().objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("key", "alg"),
+    [
+        (RSAKey.generate_key(2048, parameters={"key_ops": ["encrypt"]}), "RSA-OAEP-256"),
+        (ECKey.generate_key("P-256", parameters={"key_ops": ["deriveKey"]}), "ECDH-ES"),
+        (OKPKey.generate_key("X25519", parameters={"key_ops": ["deriveKey"]}), "ECDH-ES+A128KW"),
+    ],
+    ids=["rsa-encrypt", "ec-deriveKey", "x25519-deriveKey"],
+)
+def test_keys_limited_to_other_encryption_operations_are_used(browser, make_app, authorize, jwks, discovery, key, alg):
+    """RFC 7517 4.3: a key whose key_ops name "encrypt" or "deriveKey" (not "wrapKey") still receives the JWE."""
+    app = make_app("code", jarm={"authorization_encrypted_response_alg": alg, "jwks": public(key)})
+    response, _, _ = authorize(browser, app, "code", "jwt")
+    token = rp.jwt_of(rp.delivery_of(response, REDIRECT_URI))
+    private = {member: value for member, value in key.as_dict(private=True).items() if member != "key_ops"}
+    _, inner = rp.decrypt_response(token, type(key).import_key(private), alg=alg, enc="A128CBC-HS256")
+    claims = rp.verify_response(inner, jwks=jwks(), issuer=discovery()["issuer"], client_id=app.client_id)
+    assert "code" in claims.params
