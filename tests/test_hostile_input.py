@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import secrets
 import string
@@ -33,7 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -97,8 +98,9 @@ MARKUP = re.compile(r"<[A-Za-z/!?][^<]*(alert\(|evil\.example)")
 
 
 def examples(count: int) -> hypothesis_settings:
+    """``count`` examples, or JARM_HYPOTHESIS_EXAMPLES of them in a fuzzing campaign (fresh seeds)."""
     return hypothesis_settings(
-        max_examples=count,
+        max_examples=int(os.environ.get("JARM_HYPOTHESIS_EXAMPLES", count)),
         deadline=None,
         database=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -615,6 +617,85 @@ def test_hostile_requests_with_one_known_mode(registered, user):
         with override_settings(JARM=JARM_SETTINGS):
             response = _agent(user, logged_in).get("/o/authorize/?" + urlencode(query))
         check_answer(response, _sent("GET", query), registered)
+
+    run()
+
+
+# Raw query strings --------------------------------------------------------------------------------
+
+#: Pieces of a raw query string: plain characters, every percent-escape, broken escapes, separators
+#: and raw bytes (a WSGI server hands them over as latin-1).
+raw_piece = st.one_of(
+    st.text(alphabet=string.ascii_letters + string.digits + "-._~", min_size=1, max_size=5),
+    st.integers(min_value=0, max_value=255).map(lambda byte: f"%{byte:02X}"),
+    st.integers(min_value=0, max_value=255).map(lambda byte: f"%{byte:02x}"),
+    st.sampled_from(["%", "%z", "%zz", "%4", "%%", "%u00e9", "%C3", "%E2%82", "%ED%A0%80", "%F4%90%80%80"]),
+    st.sampled_from(["+", ";", "&", "=", "&&", "%26", "%3D", "%2B", "%00", " ", '"', "<", "\\", "|", "^", "`"]),
+    st.binary(min_size=1, max_size=3).map(lambda raw: raw.decode("latin-1")),
+    st.text(max_size=3).map(lambda text: text.encode("utf-8").decode("latin-1")),  # raw UTF-8
+)
+raw_value = st.lists(raw_piece, max_size=6).map("".join)
+
+
+@st.composite
+def raw_authorization_requests(draw: Any) -> tuple[str, bool, list[tuple[str, str]], list[str]]:
+    """(client key, logged in, a valid query, raw replacements): some values or names replaced by raw text."""
+    client = draw(st.sampled_from(CLIENT_KEYS))
+    logged_in = draw(st.booleans())
+    query: list[tuple[str, str]] = [
+        ("client_id", "<client>"),
+        ("response_type", "<response_type>"),
+        ("redirect_uri", draw(st.sampled_from([REDIRECT_URI, QUERY_REDIRECT_URI]))),
+        ("scope", "openid read"),
+        ("state", "af0ifjsldkj"),
+        ("nonce", "n-0S6_WzA2Mj"),
+        ("code_challenge", "<challenge>"),
+        ("code_challenge_method", "S256"),
+    ]
+    mode = draw(st.sampled_from([*ALL_RESPONSE_MODES, ""]))
+    if mode:
+        query.append(("response_mode", mode))
+    pieces = draw(st.lists(st.tuples(st.integers(min_value=0, max_value=len(query) + 2), raw_value), max_size=3))
+    return client, logged_in, query, [f"{index}:{value}" for index, value in pieces]
+
+
+def _raw_query(query: list[tuple[str, str]], pieces: list[str]) -> str:
+    """The query, urlencoded, with each piece replacing one value (or appended as a raw pair)."""
+    encoded = [f"{quote(name)}={quote(value, safe='')}" for name, value in query]
+    for piece in pieces:
+        index_text, _, value = piece.partition(":")
+        index = int(index_text)
+        if index < len(encoded):
+            encoded[index] = encoded[index].split("=", 1)[0] + "=" + value
+        elif index == len(encoded):
+            encoded.append(value)  # a raw pair: name and all
+        else:
+            encoded.append("state=" + value)  # a repeated parameter
+    return "&".join(encoded)
+
+
+@pytest.mark.django_db
+def test_hostile_raw_query_strings(registered, user):
+    """Raw bytes at the HTTP layer: an error page for malformed ones, every property for the rest."""
+    from django.http import QueryDict
+
+    from django_jarm.request_checks import encoding_problem, storage_problem
+
+    @examples(200)
+    @given(raw_authorization_requests())
+    def run(request: tuple[str, bool, list[tuple[str, str]], list[str]]) -> None:
+        client, logged_in, query, pieces = request
+        raw = _raw_query(_fill(query, registered.apps[client]), pieces)
+        with override_settings(JARM=JARM_SETTINGS):
+            response = _agent(user, logged_in).get("/o/authorize/", QUERY_STRING=raw)
+        raw_bytes = raw.encode("latin-1")
+        if encoding_problem(raw_bytes) or storage_problem(raw_bytes):
+            _event("refused raw")
+            assert response.status_code == 400, response.status_code
+            assert "Location" not in response
+            return
+        decoded = [(name, value) for name, values in QueryDict(raw_bytes).lists() for value in values]
+        check_answer(response, _sent("GET", decoded), registered)
 
     run()
 
