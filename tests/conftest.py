@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import threading
@@ -195,11 +196,14 @@ def redeem() -> Callable[..., Any]:
     return exchange
 
 
-@pytest.fixture
-def http_server() -> Iterator[tuple[str, int]]:
-    """The test project behind a real threaded HTTP server on 127.0.0.1 (one thread per request)."""
+@contextlib.contextmanager
+def serving(*, logged: bool = False) -> Iterator[tuple[str, int]]:
+    """The test project behind a real threaded HTTP server on 127.0.0.1 (one thread per request).
+
+    ``logged``: request lines go to the ``django.server`` logger, as under ``runserver``.
+    """
+    from django.core.handlers.wsgi import WSGIHandler
     from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
-    from django.core.wsgi import get_wsgi_application
     from django.db import connections
 
     shared = {}
@@ -212,8 +216,10 @@ def http_server() -> Iterator[tuple[str, int]]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    httpd = ThreadedWSGIServer(("127.0.0.1", 0), QuietHandler, connections_override=shared)
-    httpd.set_app(get_wsgi_application())
+    httpd = ThreadedWSGIServer(
+        ("127.0.0.1", 0), WSGIRequestHandler if logged else QuietHandler, connections_override=shared
+    )
+    httpd.set_app(WSGIHandler())  # not get_wsgi_application(): django.setup() would reset logging
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
@@ -223,3 +229,9 @@ def http_server() -> Iterator[tuple[str, int]]:
         httpd.server_close()
         for connection in shared.values():
             connection.dec_thread_sharing()
+
+
+@pytest.fixture
+def http_server() -> Iterator[tuple[str, int]]:
+    with serving() as address:
+        yield address
