@@ -1,20 +1,24 @@
-"""Client encryption keys: from ``jwks``, from ``jwks_uri`` (fetched safely, kept in the state
-snapshot), or derived from the client secret (OpenID Connect Core 10.2).
+"""Client encryption keys: from ``jwks``, from ``jwks_uri`` (fetched safely, cached), or
+derived from the client secret (OpenID Connect Core 10.2).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import hashlib
+import http.client
+import io
 import json
 import logging
 import socket
+import ssl
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import urllib3
 from jwcrypto import jwk
 from jwcrypto.common import base64url_encode
 
@@ -24,6 +28,7 @@ from .exceptions import ClientKeysUnreachable, ConfigurationError, KeyUnavailabl
 from .validation import (
     ClientMetadata,
     address_is_public,
+    jwks_keys_problem,
     jwks_problem,
     jwks_uri_problem,
     secret_key_octets,
@@ -35,8 +40,10 @@ logger = logging.getLogger(__name__)
 
 #: A failed fetch is remembered this long, so a dead jwks_uri does not hold a worker per request.
 FAILURE_CACHE_SECONDS = 30
-#: At most one forced refresh (no suitable key in the fetched set) per URL per this period.
+#: At most one forced refresh (no suitable key in the cached set) per client per this period.
 REFRESH_INTERVAL_SECONDS = 60
+#: At most this many jwks_uri fetches run at once in a process; past it a request fails at once.
+MAX_CONCURRENT_FETCHES = 4
 
 
 @dataclass(frozen=True)
@@ -64,15 +71,18 @@ def derive_secret_key(secret: str, alg: str, enc: str) -> bytes:
 
 
 def _import_public(key: dict[str, Any]) -> jwk.JWK:
+    # key_fits() has judged "key_ops"; jwcrypto would insist on "wrapKey" when encrypting, after
+    # the code was issued, where RFC 7517 4.3 also allows "encrypt" or "deriveKey".
+    usable = {member: value for member, value in key.items() if member != "key_ops"}
     try:
-        return _parsed_public_key(json.dumps(key, sort_keys=True))
+        return _parsed_public_key(json.dumps(usable, sort_keys=True))
     except Exception as exc:  # jwcrypto raises several types for malformed keys
         raise KeyUnavailable(f"The client's key {key.get('kid', '')!r} cannot be read.") from exc
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=4096)
 def _parsed_public_key(serialized: str) -> jwk.JWK:
-    """A pure function of the key's content: remembering it can never be stale."""
+    """Parsed once per process: keyed by the key's content, so it never needs invalidating."""
     return jwk.JWK.from_json(serialized)
 
 
@@ -96,6 +106,7 @@ def get_encryption_key(application: Any, metadata: ClientMetadata) -> Encryption
         chosen = _select_from_uri(metadata.jwks_uri, alg)
     else:
         raise KeyUnavailable(f"{alg} encrypts to the client's public key: set its JWK Set or URL.")
+    # Parsed here, before any code exists: a key jwcrypto cannot use fails now, not at encrypt time.
     return EncryptionKey(alg, enc, chosen.get("kid"), _import_public(chosen))
 
 
@@ -130,7 +141,9 @@ def fetch_client_jwks(uri: str, *, refresh: bool = False) -> dict[str, Any]:
         if failure is not None:
             raise ClientKeysUnreachable(f"Fetching the client's jwks_uri failed recently: {failure}")
     try:
-        jwks = _fetch(uri)
+        jwks = _fetch_once(uri)
+    except FetchesBusy:
+        raise  # not the URL's fault: nothing to remember
     except ConfigurationError as exc:
         snapshot.remember("client-jwks-failure", uri, str(exc), ttl=FAILURE_CACHE_SECONDS)
         logger.warning("Client jwks_uri fetch failed: host=%s reason=%s", _host_of(uri), exc)
@@ -140,21 +153,89 @@ def fetch_client_jwks(uri: str, *, refresh: bool = False) -> dict[str, Any]:
     return jwks
 
 
-def _host_of(uri: str) -> str:
+class FetchesBusy(ClientKeysUnreachable):
+    """:data:`MAX_CONCURRENT_FETCHES` fetches are already running in this process."""
+
+
+@dataclass
+class _Flight:
+    """One fetch in progress, shared by every request for its URL."""
+
+    deadline: float
+    done: threading.Event = field(default_factory=threading.Event)
+    result: dict[str, Any] | None = None
+    error: str = ""
+
+
+_flights: dict[str, _Flight] = {}
+_flights_lock = threading.Lock()
+_fetch_slots = threading.BoundedSemaphore(MAX_CONCURRENT_FETCHES)
+#: A follower waits this much longer than the fetch's own deadline (parsing the answer).
+_FOLLOWER_GRACE_SECONDS = 0.25
+
+
+def _fetch_once(uri: str) -> dict[str, Any]:
+    """``_fetch(uri)``, run at most once at a time per URL and :data:`MAX_CONCURRENT_FETCHES` in all.
+
+    A request for a URL already being fetched waits for that fetch (no longer than its
+    deadline) and shares its outcome; one finding every fetch slot taken fails at once.
+    """
+    with _flights_lock:
+        flight = _flights.get(uri)
+        leader = flight is None
+        if flight is None:
+            if not _fetch_slots.acquire(blocking=False):
+                raise FetchesBusy("Too many jwks_uri fetches are in progress; try again shortly.")
+            flight = _flights[uri] = _Flight(time.monotonic() + float(jarm_settings.CLIENT_JWKS_TIMEOUT))
+    if not leader:
+        if not flight.done.wait(max(0.0, flight.deadline + _FOLLOWER_GRACE_SECONDS - time.monotonic())):
+            raise ConfigurationError("The jwks_uri answered too slowly.")
+        if flight.result is None:
+            raise ConfigurationError(flight.error or "The jwks_uri could not be fetched.")
+        return dict(flight.result)
     try:
-        return urlsplit(uri).hostname or "?"
+        flight.result = _fetch(uri)
+    except ConfigurationError as exc:
+        flight.error = str(exc)
+        raise
+    finally:
+        with _flights_lock:
+            del _flights[uri]
+        _fetch_slots.release()
+        flight.done.set()
+    return flight.result
+
+
+def _host_of(uri: str) -> str:
+    """The host of ``uri`` for a log line, whatever ``uri`` holds."""
+    try:
+        return str(urlsplit(uri).hostname)
     except ValueError:
-        return "?"
+        return "(unparsable)"
 
 
 def _allowed_address(address: str) -> bool:
-    return jarm_settings.CLIENT_JWKS_ALLOW_PRIVATE_ADDRESSES or address_is_public(address)
+    """Whether ``address`` may be connected to: globally routable, or private ones allowed."""
+    if jarm_settings.CLIENT_JWKS_ALLOW_PRIVATE_ADDRESSES:
+        return True
+    return address_is_public(address)
 
 
-def _resolve(host: str, port: int) -> str:
-    """One address of ``host`` to connect to; every address must be public (SSRF defence)."""
+def _resolve(host: str, port: int, deadline: float) -> str:
+    """One address of ``host`` to connect to; every address must be public (SSRF defence).
+
+    ``getaddrinfo`` has no timeout of its own: it runs in a small pool and is waited for only
+    until ``deadline``.
+    """
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        future = _resolver_pool().submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+    except RuntimeError as exc:  # interpreter shutting down
+        raise ConfigurationError(f"The jwks_uri host {host!r} does not resolve.") from exc
+    try:
+        infos = future.result(timeout=max(0.0, deadline - time.monotonic()))
+    except concurrent.futures.TimeoutError as exc:
+        future.cancel()
+        raise ConfigurationError("The jwks_uri answered too slowly (name resolution).") from exc
     except (OSError, UnicodeError) as exc:
         raise ConfigurationError(f"The jwks_uri host {host!r} does not resolve.") from exc
     addresses = [str(info[4][0]) for info in infos]
@@ -169,78 +250,121 @@ def _resolve(host: str, port: int) -> str:
     return addresses[0]
 
 
+@functools.lru_cache(maxsize=1)
+def _resolver_pool() -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(max_workers=MAX_CONCURRENT_FETCHES, thread_name_prefix="jwks-dns")
+
+
+class _DeadlineSocket:
+    """A connected socket whose every send and receive ends by ``deadline`` (monotonic clock).
+
+    The socket timeout is set to the time left before each operation, so a peer that trickles
+    its answer one byte at a time cannot stretch the fetch past the deadline. (A per-read
+    timeout, as urllib3's, restarts with every byte.)
+    """
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self.sock = sock
+        self.deadline = deadline
+
+    def arm(self) -> None:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("deadline passed")
+        self.sock.settimeout(remaining)
+
+    def sendall(self, data: bytes) -> None:
+        self.arm()
+        self.sock.sendall(data)
+
+    def makefile(self, mode: str, *args: Any, **kwargs: Any) -> io.BufferedReader:
+        return io.BufferedReader(_DeadlineReader(self))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class _DeadlineReader(io.RawIOBase):
+    def __init__(self, owner: _DeadlineSocket) -> None:
+        self.owner = owner
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        self.owner.arm()
+        return self.owner.sock.recv_into(buffer)
+
+
+def _connect(address: str, port: int, host: str, tls: bool, deadline: float) -> _DeadlineSocket:
+    # Connect to the address we checked, not to a second DNS answer (DNS rebinding).
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    wrapped = _DeadlineSocket(sock, deadline)
+    try:
+        wrapped.arm()
+        sock.connect((address, port))
+        if tls:
+            context = ssl.create_default_context()
+            sock = context.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
+            wrapped.sock = sock
+            wrapped.arm()  # the ssl module bounds the whole handshake by the socket timeout
+            sock.do_handshake()
+    except BaseException:
+        sock.close()
+        raise
+    return wrapped
+
+
 def _fetch(uri: str) -> dict[str, Any]:
+    """GET ``uri`` and parse it as a public JWK Set, all within ``CLIENT_JWKS_TIMEOUT`` seconds."""
     problem = jwks_uri_problem(uri)
     if problem:
-        raise ConfigurationError(problem)
+        raise ConfigurationError(f"The jwks_uri cannot be fetched: {problem}")
     parts = urlsplit(uri)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    address = _resolve(host, port)
-    timeout = jarm_settings.CLIENT_JWKS_TIMEOUT
-    max_bytes = jarm_settings.CLIENT_JWKS_MAX_BYTES
-    headers = {
-        "Host": parts.netloc.rsplit("@", 1)[-1],
-        "Accept": "application/jwk-set+json, application/json",
-    }
-    # Connect to the address we checked, not to a second DNS answer (DNS rebinding).
-    pool: urllib3.HTTPConnectionPool
-    if parts.scheme == "https":
-        pool = urllib3.HTTPSConnectionPool(
-            address, port, server_hostname=host, assert_hostname=host, cert_reqs="CERT_REQUIRED", maxsize=1
-        )
-    else:
-        pool = urllib3.HTTPConnectionPool(address, port, maxsize=1)
-    path = parts.path or "/"
-    if parts.query:
-        path += "?" + parts.query
-    deadline = time.monotonic() + timeout * 2
+    host = str(parts.hostname)
+    tls = parts.scheme == "https"
+    port = parts.port or (443 if tls else 80)
+    deadline = time.monotonic() + float(jarm_settings.CLIENT_JWKS_TIMEOUT)
+    max_bytes = int(jarm_settings.CLIENT_JWKS_MAX_BYTES)
+    address = _resolve(host, port, deadline)
+    target = (parts.path or "/") + ("?" + parts.query if parts.query else "")
+    request = (
+        f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        "Accept: application/jwk-set+json, application/json\r\nAccept-Encoding: identity\r\n"
+        "Connection: close\r\nUser-Agent: django_jarm\r\n\r\n"
+    ).encode("ascii")
+    connection: _DeadlineSocket | None = None
     try:
-        response = pool.urlopen(
-            "GET",
-            path,
-            headers=headers,
-            redirect=False,
-            retries=False,
-            timeout=urllib3.Timeout(connect=timeout, read=timeout),
-            preload_content=False,
-        )
+        connection = _connect(address, port, host, tls, deadline)
+        connection.sendall(request)
+        response = http.client.HTTPResponse(connection, method="GET")  # type: ignore[arg-type]
         try:
+            response.begin()
             if response.status != 200:
                 raise ConfigurationError(f"The jwks_uri answered HTTP {response.status} (redirects are not followed).")
             body = b""
-            for chunk in response.stream(8192):
+            while len(body) <= max_bytes:
+                chunk = response.read(min(8192, max_bytes + 1 - len(body)))
+                if not chunk:
+                    break
                 body += chunk
-                if len(body) > max_bytes:
-                    raise ConfigurationError(f"The jwks_uri answered more than {max_bytes} bytes.")
-                if time.monotonic() > deadline:
-                    raise ConfigurationError("The jwks_uri answered too slowly.")
+            if len(body) > max_bytes:
+                raise ConfigurationError(f"The jwks_uri answered more than {max_bytes} bytes.")
         finally:
-            response.release_conn()
-    except urllib3.exceptions.HTTPError as exc:
+            response.close()
+    except TimeoutError as exc:
+        raise ConfigurationError("The jwks_uri answered too slowly.") from exc
+    except (OSError, http.client.HTTPException, ValueError) as exc:
         raise ConfigurationError(f"The jwks_uri could not be fetched ({type(exc).__name__}).") from exc
     finally:
-        pool.close()
+        if connection is not None:
+            connection.close()
     try:
         jwks = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: "[[[[…" nesting
         raise ConfigurationError("The jwks_uri did not answer JSON.") from exc
-    problem = jwks_problem(jwks)
+    problem = jwks_problem(jwks) or jwks_keys_problem(jwks)
     if problem:
-        raise ConfigurationError(f"The jwks_uri did not answer a public JWK Set: {problem}")
+        raise ConfigurationError(f"The jwks_uri did not answer a usable public JWK Set: {problem}")
     return dict(jwks)
-
-
-# Registration-time checks ----------------------------------------------------------------
-
-
-def unreadable_key_problem(jwks: dict[str, Any]) -> str:
-    """Why a key of the public JWK Set ``jwks`` cannot be read, or ``""`` when all can."""
-    for key in jwks.get("keys", []):
-        if not isinstance(key, dict):
-            continue  # jwks_problem() reports the shape
-        try:
-            _import_public(key)
-        except ConfigurationError as exc:
-            return str(exc)
-    return ""

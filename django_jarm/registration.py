@@ -28,7 +28,6 @@ from oauth2_provider.models import get_application_model
 from oauth2_provider.settings import oauth2_settings
 
 from ._compat import DynamicClientRegistrationManagementView, DynamicClientRegistrationView, login_not_required
-from .client_keys import unreadable_key_problem
 from .conf import (
     JWT_RESPONSE_MODES,
     SYMMETRIC_ENCRYPTION_ALGS,
@@ -36,7 +35,7 @@ from .conf import (
     jarm_settings,
 )
 from .models import ClientSettings
-from .validation import jwks_problem
+from .validation import jwks_keys_problem, jwks_problem
 
 #: The JARM client metadata registration accepts, with the value an omitted member stands for.
 CLIENT_METADATA: dict[str, Any] = {
@@ -232,7 +231,7 @@ def registration_problems(settings: ClientSettings) -> dict[str, list[str]]:
                 f"{', '.join(m for m in JWT_RESPONSE_MODES if m in offered)}."
             )
     if isinstance(settings.jwks, dict) and not jwks_problem(settings.jwks):
-        problem = unreadable_key_problem(settings.jwks)
+        problem = jwks_keys_problem(settings.jwks)
         if problem:
             problems["jwks"] = [problem]
     return problems

@@ -8,13 +8,17 @@ says what is wrong, in words an operator or a registering client can act on.
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from django.contrib.auth.hashers import identify_hasher
 from django.utils.translation import gettext as _
+from jwcrypto import jwk
+from jwcrypto.common import base64url_decode
 from oauth2_provider.models import AbstractApplication
 
 from .conf import (
@@ -171,6 +175,9 @@ def encryption_key_errors(metadata: ClientMetadata, application: Any | None) -> 
         message = _("%(alg)s encrypts to the client's public key: give its JWK Set or JWK Set URL.") % {"alg": alg}
         return [("jwks", message)]
     if metadata.jwks:
+        problem = jwks_keys_problem(metadata.jwks)
+        if problem:
+            return [("jwks", problem)]
         try:
             select_key(metadata.jwks, alg)
         except KeyUnavailable as exc:
@@ -293,70 +300,179 @@ def select_key(jwks: Mapping[str, Any], alg: str) -> dict[str, Any]:
             _('The client\'s JWK Set has %(n)d keys that fit %(alg)s; mark one with "alg": "%(alg)s".')
             % {"n": len(chosen), "alg": alg}
         )
+    # FAPI 1.0 Advanced 8.6, FAPI 2.0 Security Profile 5.4.1: no weak or invalid keys.
+    problem = public_key_problem(chosen[0])
+    if problem:
+        raise KeyUnavailable(problem)
     return chosen[0]
+
+
+# Client public keys ------------------------------------------------------------------------
+
+#: RSA modulus sizes accepted for client keys: FAPI 1.0 Advanced 8.6 and FAPI 2.0 Security Profile
+#: 5.4.1 require at least 2048 bits; the upper bound keeps one encryption cheap.
+RSA_MIN_BITS = 2048
+RSA_MAX_BITS = 16384
+#: Octets of the coordinates of each curve (RFC 7518 6.2.1.2, RFC 8037 2).
+CURVE_OCTETS = {"P-256": 32, "P-384": 48, "P-521": 66, "X25519": 32, "X448": 56, "Ed25519": 32, "Ed448": 57}
+_EC_CURVES: dict[str, type[ec.SECP256R1 | ec.SECP384R1 | ec.SECP521R1]] = {
+    "P-256": ec.SECP256R1,
+    "P-384": ec.SECP384R1,
+    "P-521": ec.SECP521R1,
+}
+
+
+def _b64_member(key: dict[str, Any], member: str) -> bytes:
+    value = key.get(member)
+    if not isinstance(value, str) or not value or not set(value) <= _BASE64URL:
+        raise ValueError(f'"{member}" is missing or not base64url')
+    return base64url_decode(value)
+
+
+_BASE64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def public_key_problem(key: dict[str, Any]) -> str:
+    """Why the public JWK ``key`` is too weak or unusable to encrypt to, or ``""``.
+
+    RSA: a modulus of 2048 to 16384 bits and a valid exponent; EC: a point on its curve; OKP: a
+    value of the curve's size. Keys of other types are never encrypted to and pass here.
+    """
+    kid = key.get("kid")
+    name = f"The client's key {kid!r}" if isinstance(kid, str) else "A key of the client"
+    try:
+        kty = key.get("kty")
+        if kty == "RSA":
+            modulus = int.from_bytes(_b64_member(key, "n"), "big")
+            exponent = int.from_bytes(_b64_member(key, "e"), "big")
+            bits = modulus.bit_length()
+            if bits < RSA_MIN_BITS:
+                return f"{name} is a {bits}-bit RSA key; at least {RSA_MIN_BITS} bits are required."
+            if bits > RSA_MAX_BITS:
+                return f"{name} is a {bits}-bit RSA key; at most {RSA_MAX_BITS} bits are accepted."
+            if modulus % 2 == 0 or exponent % 2 == 0 or not 3 <= exponent < modulus:
+                return f"{name} is not a valid RSA public key (its modulus and exponent must be odd)."
+            rsa.RSAPublicNumbers(exponent, modulus).public_key()
+        elif kty == "EC":
+            curve = _EC_CURVES.get(key.get("crv"))  # type: ignore[arg-type]
+            if curve is None:
+                return ""  # never encrypted to (key_fits); secp256k1 signing keys are fine
+            x, y = _b64_member(key, "x"), _b64_member(key, "y")
+            if len(x) != len(y) or len(x) != CURVE_OCTETS[key["crv"]]:
+                return f"{name} has coordinates of the wrong length for {key['crv']}."
+            ec.EllipticCurvePublicNumbers(int.from_bytes(x, "big"), int.from_bytes(y, "big"), curve()).public_key()
+        elif kty == "OKP":
+            octets = CURVE_OCTETS.get(key.get("crv"))  # type: ignore[arg-type]
+            if octets is None:
+                return ""
+            if len(_b64_member(key, "x")) != octets:
+                return f"{name} has a public value of the wrong length for {key['crv']}."
+        else:
+            return ""
+        jwk.JWK.from_json(json.dumps({m: val for m, val in key.items() if m != "key_ops"}))
+    except Exception:  # cryptography and jwcrypto raise several types for malformed keys
+        return f"{name} is not a valid {key.get('kty')} public key (for EC: its point must lie on its curve)."
+    return ""
+
+
+def jwks_keys_problem(jwks: Mapping[str, Any]) -> str:
+    """The first :func:`public_key_problem` among the keys of ``jwks``, or ``""``."""
+    for key in jwks.get("keys", []):
+        problem = public_key_problem(key) if isinstance(key, dict) else ""
+        if problem:
+            return problem
+    return ""
 
 
 # jwks_uri ----------------------------------------------------------------------------------
 
 
 def jwks_uri_problem(uri: str) -> str:
-    """Why the fetcher would refuse ``uri`` before any network access, or ``""``."""
+    """Why the jwks_uri fetcher could not use ``uri``, or ``""`` when it can.
+
+    The one list of rules: ``clean()`` refuses what the fetcher would, and the fetcher checks
+    again before connecting (a row saved without ``clean()``).
+    """
+    if not isinstance(uri, str) or not uri:
+        return str(_("Give the JWK Set URL as text."))
     if len(uri) > MAX_JWKS_URI_LENGTH:
-        return _("The JWK Set URL is longer than %(n)d characters.") % {"n": MAX_JWKS_URI_LENGTH}
-    if any(ord(char) <= 0x20 or ord(char) == 0x7F for char in uri):
-        return _("The JWK Set URL contains spaces or control characters.")
+        return str(_("The JWK Set URL is longer than %(n)d characters.") % {"n": MAX_JWKS_URI_LENGTH})
+    if not uri.isascii() or any(not 0x21 <= ord(char) <= 0x7E for char in uri):
+        return str(_("The JWK Set URL must be ASCII without spaces or control characters (percent-encode them)."))
     try:
         parts = urlsplit(uri)
         port = parts.port
     except ValueError:
-        return _("The JWK Set URL is not a valid URL (check the host and the port).")
-    if parts.scheme == "http" and not jarm_settings.CLIENT_JWKS_ALLOW_HTTP:
-        return _("The JWK Set URL must use https.")
-    if parts.scheme not in ("https", "http"):
-        return _("The JWK Set URL must use https.")
+        return str(_("The JWK Set URL cannot be parsed (check its host and port)."))
+    allow_http = jarm_settings.CLIENT_JWKS_ALLOW_HTTP
+    if parts.scheme != "https" and not (allow_http and parts.scheme == "http"):
+        return str(_("The JWK Set URL must use https."))
+    if "@" in parts.netloc:
+        return str(_("The JWK Set URL must not carry a user name or password."))
     if not parts.hostname:
-        return _("The JWK Set URL has no host.")
-    if parts.username is not None or parts.password is not None:
-        return _("The JWK Set URL must not carry a user name or password.")
-    if parts.fragment:
-        return _("The JWK Set URL must not have a fragment.")
-    if port == 0:
-        return _("The JWK Set URL's port must be between 1 and 65535.")
+        return str(_("The JWK Set URL has no host."))
+    if port == 0 or parts.netloc.endswith(":"):
+        return str(_("The JWK Set URL has an invalid port (1-65535)."))
+    if "%" in parts.hostname or "[" in parts.hostname:
+        return str(_("The JWK Set URL has an invalid host."))
+    try:
+        parts.hostname.encode("idna")
+    except UnicodeError:
+        return str(_("The JWK Set URL has an invalid host."))
+    if parts.fragment or uri.endswith("#"):
+        return str(_("The JWK Set URL must not have a fragment."))
     if not jarm_settings.CLIENT_JWKS_ALLOW_PRIVATE_ADDRESSES:
+        # Known without DNS; a name resolving to such an address is refused when fetched.
         try:
-            literal = ipaddress.ip_address(parts.hostname.split("%", 1)[0])
+            literal = ipaddress.ip_address(parts.hostname)
         except ValueError:
             literal = None
         if literal is not None and not address_is_public(str(literal)):
-            return _("The JWK Set URL's host is not a public address.")
+            return str(_("The JWK Set URL's host is not a public address."))
         host = parts.hostname.rstrip(".").lower()
         if host == "localhost" or host.endswith(".localhost"):
-            return _("The JWK Set URL's host is a loopback name.")
+            return str(_("The JWK Set URL's host is a loopback name."))
     return ""
 
 
-def address_is_public(address: str) -> bool:
-    """Whether ``address`` is globally routable, including IPv4 embedded in IPv6 forms."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address):
-        embedded = _embedded_ipv4(ip)
-        if embedded is not None and not (embedded.is_global and not embedded.is_multicast):
-            return False
-    return bool(ip.is_global and not ip.is_multicast)
+#: IPv6 prefixes whose addresses carry an IPv4 address that decides where packets really go:
+#: NAT64 (RFC 6052), 6to4 (RFC 3056), Teredo (RFC 4380: the client address, bits inverted).
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+_SIXTOFOUR = ipaddress.ip_network("2002::/16")
+_TEREDO = ipaddress.ip_network("2001::/32")
+_IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # RFC 2765 ::ffff:0:a.b.c.d
 
 
-def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address carries (mapped, compatible, NAT64, 6to4, Teredo), if any."""
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses ``ip`` embeds, in every form a router or a host stack may act on."""
     value = int(ip)
+    low32 = ipaddress.IPv4Address(value & 0xFFFFFFFF)
+    embedded = []
     if ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    if ip.sixtofour is not None:
-        return ip.sixtofour
-    if ip.teredo is not None:
-        return ip.teredo[1]
-    if value >> 32 == 0xFFFF0000 or value >> 32 == 0 or ip in _NAT64:  # ::ffff:0:a.b.c.d, ::a.b.c.d, 64:ff9b::
-        return ipaddress.IPv4Address(value & 0xFFFFFFFF)
-    return None
+        embedded.append(ip.ipv4_mapped)
+    if value >> 32 == 0:  # IPv4-compatible ::a.b.c.d (RFC 4291 2.5.5.1): deprecated, never a peer
+        embedded.append(ipaddress.IPv4Address(0))
+    if ip in _NAT64 or ip in _IPV4_TRANSLATED:
+        embedded.append(low32)
+    if ip in _SIXTOFOUR and ip.sixtofour is not None:
+        embedded.append(ip.sixtofour)
+    if ip in _TEREDO and ip.teredo is not None:
+        server, client = ip.teredo
+        embedded += [server, client]
+    return embedded
 
 
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+def address_is_public(address: str) -> bool:
+    """Whether ``address`` is globally routable, and so is every IPv4 address it embeds."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if not ip.is_global or ip.is_multicast:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _NAT64_LOCAL:  # RFC 8215: local-use translation, whatever it embeds
+            return False
+        return all(embedded.is_global and not embedded.is_multicast for embedded in _embedded_ipv4(ip))
+    return True

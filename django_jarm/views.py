@@ -11,7 +11,6 @@ through, hands DOT's parameters to :func:`~django_jarm.authorization.deliver`.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 from typing import Any
@@ -22,11 +21,11 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils.decorators import method_decorator
 from django.views.generic import View
-from oauth2_provider.models import get_application_model, get_grant_model
+from oauth2_provider.models import get_application_model
 from oauth2_provider.settings import oauth2_settings
 from oauthlib.oauth2.rfc6749.errors import CustomOAuth2Error, MismatchingRedirectURIError
 
-from . import authorization, par, state
+from . import authorization, par, request_checks, state
 from ._compat import (
     AuthorizationView,
     ConnectDiscoveryInfoView,
@@ -49,33 +48,6 @@ logger = logging.getLogger(__name__)
 PENDING_RESPONSE = "urn:django-jarm:pending-response"
 
 
-@functools.lru_cache(maxsize=1)
-def _stored_parameter_limits() -> dict[str, int]:
-    """Request parameters DOT stores, with the length of the column that receives them."""
-    grant = get_grant_model()._meta
-    application = get_application_model()._meta
-    return {
-        "client_id": application.get_field("client_id").max_length,
-        **{name: grant.get_field(name).max_length for name in ("nonce", "code_challenge", "code_challenge_method")},
-    }
-
-
-def unstorable_parameter(request: HttpRequest) -> str | None:
-    """Why DOT could not store this request's parameters (a NUL byte, too long), or ``None``.
-
-    PostgreSQL refuses both, SQLite neither: without this check the same request would be a
-    500 on one database and accepted on the other.
-    """
-    for source in (request.GET, request.POST):
-        for name, values in source.lists():
-            if "\x00" in name or any("\x00" in value for value in values):
-                return "a parameter contains a NUL character"
-    for name, limit in _stored_parameter_limits().items():
-        if any(len(value) > limit for value in (*request.GET.getlist(name), *request.POST.getlist(name))):
-            return f"{name} is longer than {limit} characters"
-    return None
-
-
 class JARMAuthorizationMixin:
     """Answers DOT's authorization endpoint in the requested (JWT) response mode."""
 
@@ -86,7 +58,7 @@ class JARMAuthorizationMixin:
     _jarm_pending_url: str = ""
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        problem = par.unpushed_request_refusal(request) or unstorable_parameter(request)
+        problem = par.unpushed_request_refusal(request) or request_checks.authorization_request_problem(request)
         if problem is None:
             try:
                 response: HttpResponse = super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
@@ -244,7 +216,7 @@ class JARMPushedAuthorizationRequestMixin:
     """
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        problem = unstorable_parameter(request)
+        problem = request_checks.unstorable_parameter(request)
         if problem is not None:
             logger.info("Pushed authorization request refused: %s", problem)
             refused = JsonResponse(

@@ -174,13 +174,40 @@ RELYING_PARTY = {
     "HTTP_TIMEOUT": 10,
 }
 
-# Codes, tokens and state never reach the console: oauthlib and Django's template engine log them
-# at DEBUG, and the filter redacts whatever a handler receives.
+# Codes, tokens and state never reach the console or an e-mail: oauthlib and Django's template
+# engine log them at DEBUG, runserver logs every request line (callback URLs carry the response,
+# login redirects the percent-encoded authorization request), and the admins' error e-mail reports
+# the request. Every handler Django configures is redefined here with the filter: a handler left
+# to Django's defaults (its "django.server" and "mail_admins") would stay unfiltered.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact": {"()": "django_jarm.log_filters.RedactSecretsFilter"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact"]}},
+    "filters": {
+        "redact": {"()": "django_jarm.log_filters.RedactSecretsFilter"},
+        "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
+    },
+    "formatters": {
+        "django.server": {"()": "django.utils.log.ServerFormatter", "format": "[{server_time}] {message}", "style": "{"}
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "filters": ["redact"]},
+        "django.server": {
+            "class": "logging.StreamHandler",
+            "formatter": "django.server",
+            "filters": ["redact"],
+            "level": "INFO",
+        },
+        "mail_admins": {
+            "class": "django.utils.log.AdminEmailHandler",
+            "filters": ["require_debug_false", "redact"],
+            "level": "ERROR",
+        },
+    },
     "root": {"handlers": ["console"], "level": "INFO"},
-    "loggers": {"oauthlib": {"level": "INFO"}, "django.template": {"level": "INFO"}},
+    "loggers": {
+        "django": {"handlers": ["console", "mail_admins"], "level": "INFO", "propagate": False},
+        "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": False},
+        "oauthlib": {"level": "INFO"},
+        "django.template": {"level": "INFO"},
+    },
 }

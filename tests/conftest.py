@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlencode
@@ -247,3 +249,44 @@ def published_since() -> Callable[..., None]:
         state.clear()
 
     return backdate
+
+
+@contextlib.contextmanager
+def serving(*, logged: bool = False) -> Iterator[tuple[str, int]]:
+    """The test project behind a real threaded HTTP server on 127.0.0.1 (one thread per request).
+
+    ``logged``: request lines go to the ``django.server`` logger, as under ``runserver``.
+    """
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
+    from django.db import connections
+
+    shared = {}
+    for connection in connections.all():
+        if connection.vendor == "sqlite" and connection.is_in_memory_db():
+            connection.inc_thread_sharing()  # the server threads see the test's in-memory database
+            shared[connection.alias] = connection
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadedWSGIServer(
+        ("127.0.0.1", 0), WSGIRequestHandler if logged else QuietHandler, connections_override=shared
+    )
+    httpd.set_app(WSGIHandler())  # not get_wsgi_application(): django.setup() would reset logging
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield "127.0.0.1", httpd.server_port
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        for connection in shared.values():
+            connection.dec_thread_sharing()
+
+
+@pytest.fixture
+def http_server() -> Iterator[tuple[str, int]]:
+    with serving() as address:
+        yield address

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import json
+import re
+import socket
 import threading
 import time
 from collections import Counter
@@ -14,17 +17,17 @@ from typing import Any
 
 import pytest
 from django.test import override_settings
-from joserfc.jwk import ECKey, RSAKey
+from joserfc.jwk import ECKey, OKPKey, RSAKey
 
-from django_jarm.client_keys import (
-    _allowed_address,
-    derive_secret_key,
-    select_key,
-    unreadable_key_problem,
-)
+from django_jarm import client_keys
+from django_jarm.client_keys import _allowed_address, derive_secret_key, fetch_client_jwks
 from django_jarm.exceptions import ConfigurationError
+from django_jarm.validation import jwks_keys_problem as unreadable_key_problem
+from django_jarm.validation import public_key_problem, select_key
 from tests import rp
 from tests.conftest import REDIRECT_URI
+
+pytestmark = pytest.mark.django_db  # fetched sets live in the state snapshot, which reads the version row
 
 LOCAL = {
     "CLIENT_JWKS_ALLOW_HTTP": True,
@@ -84,6 +87,74 @@ class JWKSServer:
         self.httpd.server_close()
 
 
+class TricklingServer:
+    """Answers every request one byte every ``interval`` seconds: the headers, or the body."""
+
+    def __init__(self, *, trickle: str, interval: float = 0.5, duration: float = 15.0) -> None:
+        self.trickle = trickle
+        self.interval = interval
+        self.duration = duration
+        self.hits = 0
+        self.lock = threading.Lock()
+        self.closed = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self, path: str = "/jwks") -> str:
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}{path}"
+
+    def _accept(self) -> None:
+        while not self.closed.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
+
+    def _answer(self, connection: socket.socket) -> None:
+        body = json.dumps(public(RSAKey.generate_key(2048))).encode()
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        with connection, contextlib.suppress(OSError):
+            connection.settimeout(5)
+            received = b""
+            while b"\r\n\r\n" not in received:
+                chunk = connection.recv(4096)
+                if not chunk:
+                    return
+                received += chunk
+            with self.lock:
+                self.hits += 1
+            if self.trickle == "body":
+                connection.sendall(head.encode())
+                slow = body
+            else:
+                slow = head.encode() + body
+            stop = time.monotonic() + self.duration
+            for byte in slow:
+                if self.closed.is_set() or time.monotonic() > stop:
+                    return
+                connection.sendall(bytes([byte]))
+                time.sleep(self.interval)
+
+    def close(self) -> None:
+        self.closed.set()
+        self.listener.close()
+
+
+@pytest.fixture
+def trickling_server() -> Iterator[Any]:
+    servers: list[TricklingServer] = []
+
+    def start(trickle: str) -> TricklingServer:
+        servers.append(TricklingServer(trickle=trickle))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
 @pytest.fixture
 def jwks_server() -> Iterator[JWKSServer]:
     server = JWKSServer()
@@ -118,27 +189,26 @@ def test_secret_derivation_follows_openid_connect_core_10_2():
     assert derive_secret_key(secret, "dir", "A256CBC-HS512") == hashlib.sha512(secret.encode()).digest()
 
 
+_RSA = RSAKey.generate_key(2048).as_dict(private=False)
+_EC = ECKey.generate_key("P-256").as_dict(private=False)
+_X25519 = OKPKey.generate_key("X25519").as_dict(private=False)
+_ED25519 = OKPKey.generate_key("Ed25519").as_dict(private=False)
+
+
+def real(public: dict[str, Any], **members: Any) -> dict[str, Any]:
+    """A real public key with the given extra members."""
+    return {**public, **members}
+
+
 @pytest.mark.parametrize(
     ("keys", "alg", "chosen"),
     [
-        ([{"kty": "RSA", "n": "x", "e": "AQAB", "kid": "a"}], "RSA-OAEP", "a"),
-        (
-            [{"kty": "RSA", "kid": "s", "use": "sig"}, {"kty": "RSA", "kid": "e", "use": "enc"}],
-            "RSA-OAEP",
-            "e",
-        ),
-        ([{"kty": "EC", "crv": "P-256", "kid": "ec"}, {"kty": "RSA", "kid": "rsa"}], "ECDH-ES", "ec"),
-        (
-            [{"kty": "OKP", "crv": "X25519", "kid": "x"}, {"kty": "OKP", "crv": "Ed25519", "kid": "ed"}],
-            "ECDH-ES",
-            "x",
-        ),
-        (
-            [{"kty": "RSA", "kid": "1"}, {"kty": "RSA", "kid": "2", "alg": "RSA-OAEP-256"}],
-            "RSA-OAEP-256",
-            "2",
-        ),
-        ([{"kty": "RSA", "kid": "1", "alg": "RSA-OAEP"}, {"kty": "RSA", "kid": "2"}], "RSA-OAEP-256", "2"),
+        ([real(_RSA, kid="a")], "RSA-OAEP", "a"),
+        ([real(_RSA, kid="s", use="sig"), real(_RSA, kid="e", use="enc")], "RSA-OAEP", "e"),
+        ([real(_EC, kid="ec"), real(_RSA, kid="rsa")], "ECDH-ES", "ec"),
+        ([real(_X25519, kid="x"), real(_ED25519, kid="ed")], "ECDH-ES", "x"),
+        ([real(_RSA, kid="1"), real(_RSA, kid="2", alg="RSA-OAEP-256")], "RSA-OAEP-256", "2"),
+        ([real(_RSA, kid="1", alg="RSA-OAEP"), real(_RSA, kid="2")], "RSA-OAEP-256", "2"),
     ],
 )
 def test_key_selection(keys, alg, chosen):
@@ -178,10 +248,38 @@ def test_key_selection_failures(keys, alg):
         ("::ffff:127.0.0.1", False),
         ("0.0.0.0", False),
         ("224.0.0.1", False),
+        ("ff02::1", False),
+        # IPv6 forms that embed an IPv4 address: refused when that address is not global.
+        ("64:ff9b::127.0.0.1", False),  # NAT64 (RFC 6052)
+        ("64:ff9b::10.0.0.1", False),
+        ("64:ff9b::169.254.169.254", False),
+        ("64:ff9b::93.184.215.14", True),
+        ("64:ff9b:1::93.184.215.14", False),  # local-use NAT64 (RFC 8215)
+        ("2002:7f00:1::1", False),  # 6to4 of 127.0.0.1 (RFC 3056)
+        ("2002:a9fe:a9fe::1", False),  # 6to4 of 169.254.169.254
+        ("2002:c0a8:101::1", False),  # 6to4 of 192.168.1.1
+        ("2002:5db8:d70e::1", True),  # 6to4 of 93.184.215.14
+        ("::127.0.0.1", False),  # IPv4-compatible (RFC 4291 2.5.5.1)
+        ("::10.0.0.1", False),
+        ("::93.184.215.14", False),  # reserved range even with a public IPv4
+        ("::ffff:0:127.0.0.1", False),  # IPv4-translated (RFC 2765)
+        ("::ffff:0:10.0.0.1", False),
+        ("::ffff:10.0.0.1", False),  # IPv4-mapped
+        ("::ffff:93.184.215.14", True),
+        ("2001:0:4136:e378:8000:63bf:80ff:fffe", False),  # Teredo, client 127.0.0.1
+        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", False),  # Teredo, client 10.0.0.1
+        ("2001:0:c0a8:101:8000:63bf:a247:28f1", False),  # Teredo, server 192.168.1.1
+        ("2001:0:4136:e378:8000:63bf:a247:28f1", False),  # Teredo: not globally routable at all
+        ("not an address", False),
     ],
 )
 def test_private_addresses_are_refused(address, allowed):
     assert _allowed_address(address) is allowed
+
+
+def test_allowing_private_addresses_allows_every_form():
+    with override_settings(JARM={"CLIENT_JWKS_ALLOW_PRIVATE_ADDRESSES": True}):
+        assert _allowed_address("64:ff9b::127.0.0.1") is True
 
 
 # jwks_uri end to end -------------------------------------------------------------------------
@@ -255,8 +353,19 @@ def test_timeout_costs_one_client_and_is_remembered(jwks_server, browser, make_a
         (b'{"keys": "nope"}', 200, None),
         (b"", 302, {"Location": "/jwks"}),
         (b"{}", 500, None),
+        (b"[" * 60_000, 200, None),
+        (b"HTTP/1.1 200 OK", 200, {"X-Padding": "x" * 70_000}),
     ],
-    ids=["oversize", "not-json", "private-members", "not-a-jwk-set", "redirect", "http-error"],
+    ids=[
+        "oversize",
+        "not-json",
+        "private-members",
+        "not-a-jwk-set",
+        "redirect",
+        "http-error",
+        "deep-nesting",
+        "oversize-header",
+    ],
 )
 def test_bad_answers_are_server_errors(jwks_server, browser, make_app, authorize, body, status, headers):
     jwks_server.serve("/jwks", public(RSAKey.generate_key(2048)))
@@ -295,3 +404,256 @@ def test_unreadable_key_problem_names_the_key():
     good = RSAKey.generate_key(2048, parameters={"kid": "good"}).as_dict(private=False)
     assert unreadable_key_problem({"keys": [good]}) == ""
     assert "'broken'" in unreadable_key_problem({"keys": [good, {"kty": "EC", "kid": "broken", "crv": "P-256"}]})
+
+
+# Hostile jwks_uri servers ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("trickle", ["headers", "body"])
+def test_the_deadline_holds_against_a_trickling_server(trickling_server, trickle):
+    server = trickling_server(trickle)
+    with override_settings(JARM={**LOCAL, "CLIENT_JWKS_TIMEOUT": 1.0}):
+        started = time.monotonic()
+        with pytest.raises(ConfigurationError, match="too slowly"):
+            fetch_client_jwks(server.url())
+        elapsed = time.monotonic() - started
+    assert elapsed < 1.3
+    assert server.hits == 1
+
+
+def test_name_resolution_is_bounded_by_the_deadline(monkeypatch):
+    release = threading.Event()
+
+    def hanging_getaddrinfo(*args: Any, **kwargs: Any) -> Any:
+        release.wait(10)
+        raise OSError("released")
+
+    monkeypatch.setattr(client_keys.socket, "getaddrinfo", hanging_getaddrinfo)
+    try:
+        with override_settings(JARM={**LOCAL, "CLIENT_JWKS_TIMEOUT": 0.5}):
+            started = time.monotonic()
+            with pytest.raises(ConfigurationError, match="too slowly"):
+                fetch_client_jwks("http://jwks.example/keys")
+            assert time.monotonic() - started < 0.8
+    finally:
+        release.set()
+
+
+def test_concurrent_fetches_are_bounded_and_the_overflow_is_not_remembered(trickling_server):
+    server = trickling_server("headers")
+    urls = [server.url(f"/jwks/{n}") for n in range(client_keys.MAX_CONCURRENT_FETCHES + 1)]
+    errors: list[str] = []
+    with override_settings(JARM={**LOCAL, "CLIENT_JWKS_TIMEOUT": 1.5}):
+
+        def fetch(url: str) -> None:
+            try:
+                fetch_client_jwks(url)
+            except ConfigurationError as exc:
+                errors.append(str(exc))
+
+        threads = [threading.Thread(target=fetch, args=(url,)) for url in urls[:-1]]
+        for thread in threads:
+            thread.start()
+        while server.hits < len(threads):
+            time.sleep(0.01)
+        started = time.monotonic()
+        with pytest.raises(client_keys.FetchesBusy):
+            fetch_client_jwks(urls[-1])
+        assert time.monotonic() - started < 0.1  # refused at once, not queued
+        for thread in threads:
+            thread.join()
+        # The refused URL was never tried, so its next request fetches it.
+        server.trickle = "none"
+        server.interval = 0
+        assert fetch_client_jwks(urls[-1])["keys"][0]["kty"] == "RSA"
+    assert errors == ["The jwks_uri answered too slowly."] * len(threads)
+    assert server.hits == len(urls)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_requests_share_one_bounded_fetch(http_server, trickling_server, make_app):
+    """8 parallel anonymous prompt=none requests over HTTP while the client's jwks_uri trickles."""
+    server = trickling_server("headers")
+    app = encrypted_app(make_app, server.url())
+    timeout = 1.0
+    answers: list[tuple[float, int, str]] = []
+    lock = threading.Lock()
+    query = (
+        f"/o/authorize/?client_id={app.client_id}&response_type=code&response_mode=jwt&prompt=none"
+        f"&redirect_uri={REDIRECT_URI}&scope=openid&state=s-1&code_challenge={'a' * 43}&code_challenge_method=S256"
+    )
+    host, port = http_server
+
+    def request() -> None:
+        started = time.monotonic()
+        connection = http.client.HTTPConnection(host, port, timeout=20)
+        connection.request("GET", query)
+        response = connection.getresponse()
+        response.read()
+        with lock:
+            answers.append((time.monotonic() - started, response.status, response.getheader("Location") or ""))
+        connection.close()
+
+    with override_settings(JARM={**LOCAL, "CLIENT_JWKS_TIMEOUT": timeout}):
+        threads = [threading.Thread(target=request) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert len(answers) == 8
+    for elapsed, status, location in answers:
+        assert status == 302
+        assert location.startswith(REDIRECT_URI + "?error=server_error&")
+        assert elapsed < timeout + 1
+    assert server.hits == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "uri",
+    ["https://rp.example:99999/jwks", "https://[::1/jwks", "https://u:p@rp.example/jwks", "https://rp.example/#k"],
+)
+def test_an_unusable_jwks_uri_saved_without_clean_is_a_server_error(browser, make_app, authorize, uri):
+    app = encrypted_app(make_app, uri)  # a row written without clean(), as a data migration could
+    for _ in range(2):  # fetched (refused before any connection), then answered from the failure cache
+        params = answer_of(browser, app, authorize)
+        assert params["error"] == "server_error"
+        assert set(params) == {"error", "error_description", "state"}
+
+
+# Key strength and usability ---------------------------------------------------------------------
+
+
+def _b64(number: int, length: int | None = None) -> str:
+    import base64
+
+    raw = number.to_bytes(length or (number.bit_length() + 7) // 8, "big")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _rsa_public(bits: int, **members: Any) -> dict[str, Any]:
+    from cryptography.hazmat.primitives.asymmetric import rsa as crypto_rsa
+
+    numbers = crypto_rsa.generate_private_key(public_exponent=65537, key_size=bits).public_key().public_numbers()
+    return {"kty": "RSA", "n": _b64(numbers.n), "e": _b64(numbers.e), **members}
+
+
+def _ec_off_curve() -> dict[str, Any]:
+    key = ECKey.generate_key("P-256").as_dict(private=False)
+    return {**key, "y": key["x"], "kid": "off-curve"}
+
+
+WEAK_OR_BROKEN_KEYS = [
+    pytest.param(lambda: _rsa_public(1024, kid="rsa-1024"), "RSA-OAEP", "is a 1024-bit RSA key", id="rsa-1024"),
+    pytest.param(lambda: _rsa_public(1536), "RSA-OAEP-256", "is a 1536-bit RSA key", id="rsa-1536"),
+    pytest.param(
+        lambda: {**_RSA, "n": _b64((1 << 16400) + 1)}, "RSA-OAEP", "at most 16384 bits are accepted", id="rsa-huge"
+    ),
+    pytest.param(lambda: {**_RSA, "e": "Ag"}, "RSA-OAEP", "is not a valid RSA public key", id="rsa-even-exponent"),
+    pytest.param(lambda: {**_RSA, "e": "AQ"}, "RSA-OAEP", "is not a valid RSA public key", id="rsa-exponent-1"),
+    pytest.param(lambda: {**_RSA, "n": _RSA["n"][:-2] + "AA"}, "RSA-OAEP", "not a valid RSA", id="rsa-even-modulus"),
+    pytest.param(_ec_off_curve, "ECDH-ES", "its point must lie on its curve", id="ec-off-curve"),
+    pytest.param(lambda: {**_EC, "x": _EC["x"][:-4]}, "ECDH-ES+A128KW", "wrong length for P-256", id="ec-short-x"),
+    pytest.param(lambda: {**_EC, "x": "!" * 43}, "ECDH-ES", "not a valid EC public key", id="ec-not-base64url"),
+    pytest.param(
+        lambda: {**_EC, "crv": "P-384"}, "ECDH-ES", "wrong length for P-384", id="ec-coordinates-of-another-curve"
+    ),
+    pytest.param(lambda: {**_X25519, "x": _b64(5, 31)}, "ECDH-ES", "wrong length for X25519", id="x25519-31-octets"),
+    pytest.param(lambda: {**_X25519, "x": ""}, "ECDH-ES", "not a valid OKP public key", id="x25519-empty"),
+]
+
+
+@pytest.mark.parametrize(("make_key", "alg", "message"), WEAK_OR_BROKEN_KEYS)
+def test_public_key_problem(make_key, alg, message):
+    key = make_key()
+    assert message in public_key_problem(key)
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        select_key({"keys": [key]}, alg)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        _RSA,
+        _EC,
+        _X25519,
+        _ED25519,
+        ECKey.generate_key("P-521").as_dict(private=False),
+        ECKey.generate_key("secp256k1").as_dict(private=False),  # not an encryption curve: never chosen
+        {"kty": "unknown"},
+    ],
+    ids=["rsa-2048", "p-256", "x25519", "ed25519", "p-521", "secp256k1", "unknown-kty"],
+)
+def test_usable_keys_have_no_problem(key):
+    assert public_key_problem(key) == ""
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("make_key", "alg", "message"), WEAK_OR_BROKEN_KEYS)
+def test_weak_or_broken_keys_are_refused_by_clean(make_app, make_key, alg, message):
+    from django.core.exceptions import ValidationError
+
+    from django_jarm.models import ClientSettings
+
+    row = ClientSettings(
+        application=make_app("code"),
+        authorization_encrypted_response_alg=alg,
+        jwks={"keys": [make_key(), real(_EC, kid="good-one", alg="ECDH-ES+A256KW")]},
+    )
+    with pytest.raises(ValidationError) as excinfo:
+        row.full_clean()
+    assert list(excinfo.value.message_dict) == ["jwks"]
+    assert message in excinfo.value.message_dict["jwks"][0]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("make_key", "alg", "message"), WEAK_OR_BROKEN_KEYS)
+def test_weak_or_broken_keys_stored_without_clean_fail_before_any_code(
+    browser, make_app, authorize, make_key, alg, message
+):
+    from oauth2_provider.models import get_access_token_model, get_grant_model
+
+    app = make_app("code token", jarm={"authorization_encrypted_response_alg": alg, "jwks": {"keys": [make_key()]}})
+    response, _, _ = authorize(browser, app, "code token", "jwt")
+    params = dict(rp.delivery_of(response, REDIRECT_URI).params)
+    assert params["error"] == "server_error"
+    assert set(params) == {"error", "error_description", "state"}
+    assert not get_grant_model().objects.exists()  # refused before a code (or token) was issued
+    assert not get_access_token_model().objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("make_key", "alg", "message"), WEAK_OR_BROKEN_KEYS)
+def test_weak_or_broken_keys_at_a_jwks_uri_are_refused(
+    jwks_server, browser, make_app, authorize, make_key, alg, message
+):
+    from oauth2_provider.models import get_grant_model
+
+    uri = jwks_server.serve("/jwks", {"keys": [make_key()]})
+    app = encrypted_app(make_app, uri, alg=alg)
+    with override_settings(JARM=LOCAL):
+        with pytest.raises(ConfigurationError, match=re.escape(message)):
+            fetch_client_jwks(uri)
+        assert answer_of(browser, app, authorize)["error"] == "server_error"
+    assert not get_grant_model().objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("key", "alg"),
+    [
+        (RSAKey.generate_key(2048, parameters={"key_ops": ["encrypt"]}), "RSA-OAEP-256"),
+        (ECKey.generate_key("P-256", parameters={"key_ops": ["deriveKey"]}), "ECDH-ES"),
+        (OKPKey.generate_key("X25519", parameters={"key_ops": ["deriveKey"]}), "ECDH-ES+A128KW"),
+    ],
+    ids=["rsa-encrypt", "ec-deriveKey", "x25519-deriveKey"],
+)
+def test_keys_limited_to_other_encryption_operations_are_used(browser, make_app, authorize, jwks, discovery, key, alg):
+    """RFC 7517 4.3: a key whose key_ops name "encrypt" or "deriveKey" (not "wrapKey") still receives the JWE."""
+    app = make_app("code", jarm={"authorization_encrypted_response_alg": alg, "jwks": public(key)})
+    response, _, _ = authorize(browser, app, "code", "jwt")
+    token = rp.jwt_of(rp.delivery_of(response, REDIRECT_URI))
+    private = {member: value for member, value in key.as_dict(private=True).items() if member != "key_ops"}
+    _, inner = rp.decrypt_response(token, type(key).import_key(private), alg=alg, enc="A128CBC-HS256")
+    claims = rp.verify_response(inner, jwks=jwks(), issuer=discovery()["issuer"], client_id=app.client_id)
+    assert "code" in claims.params

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import secrets
 import string
@@ -33,7 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -47,7 +48,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 from joserfc.jwk import ECKey, OctKey, OKPKey, RSAKey
-from oauth2_provider.models import get_application_model
+from oauth2_provider.models import get_application_model, get_grant_model
 
 from django_jarm.conf import (
     ALL_ENCRYPTION_ALGS,
@@ -97,8 +98,9 @@ MARKUP = re.compile(r"<[A-Za-z/!?][^<]*(alert\(|evil\.example)")
 
 
 def examples(count: int) -> hypothesis_settings:
+    """``count`` examples, or JARM_HYPOTHESIS_EXAMPLES of them in a fuzzing campaign (fresh seeds)."""
     return hypothesis_settings(
-        max_examples=count,
+        max_examples=int(os.environ.get("JARM_HYPOTHESIS_EXAMPLES", count)),
         deadline=None,
         database=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -615,6 +617,85 @@ def test_hostile_requests_with_one_known_mode(registered, user):
         with override_settings(JARM=JARM_SETTINGS):
             response = _agent(user, logged_in).get("/o/authorize/?" + urlencode(query))
         check_answer(response, _sent("GET", query), registered)
+
+    run()
+
+
+# Raw query strings --------------------------------------------------------------------------------
+
+#: Pieces of a raw query string: plain characters, every percent-escape, broken escapes, separators
+#: and raw bytes (a WSGI server hands them over as latin-1).
+raw_piece = st.one_of(
+    st.text(alphabet=string.ascii_letters + string.digits + "-._~", min_size=1, max_size=5),
+    st.integers(min_value=0, max_value=255).map(lambda byte: f"%{byte:02X}"),
+    st.integers(min_value=0, max_value=255).map(lambda byte: f"%{byte:02x}"),
+    st.sampled_from(["%", "%z", "%zz", "%4", "%%", "%u00e9", "%C3", "%E2%82", "%ED%A0%80", "%F4%90%80%80"]),
+    st.sampled_from(["+", ";", "&", "=", "&&", "%26", "%3D", "%2B", "%00", " ", '"', "<", "\\", "|", "^", "`"]),
+    st.binary(min_size=1, max_size=3).map(lambda raw: raw.decode("latin-1")),
+    st.text(max_size=3).map(lambda text: text.encode("utf-8").decode("latin-1")),  # raw UTF-8
+)
+raw_value = st.lists(raw_piece, max_size=6).map("".join)
+
+
+@st.composite
+def raw_authorization_requests(draw: Any) -> tuple[str, bool, list[tuple[str, str]], list[str]]:
+    """(client key, logged in, a valid query, raw replacements): some values or names replaced by raw text."""
+    client = draw(st.sampled_from(CLIENT_KEYS))
+    logged_in = draw(st.booleans())
+    query: list[tuple[str, str]] = [
+        ("client_id", "<client>"),
+        ("response_type", "<response_type>"),
+        ("redirect_uri", draw(st.sampled_from([REDIRECT_URI, QUERY_REDIRECT_URI]))),
+        ("scope", "openid read"),
+        ("state", "af0ifjsldkj"),
+        ("nonce", "n-0S6_WzA2Mj"),
+        ("code_challenge", "<challenge>"),
+        ("code_challenge_method", "S256"),
+    ]
+    mode = draw(st.sampled_from([*ALL_RESPONSE_MODES, ""]))
+    if mode:
+        query.append(("response_mode", mode))
+    pieces = draw(st.lists(st.tuples(st.integers(min_value=0, max_value=len(query) + 2), raw_value), max_size=3))
+    return client, logged_in, query, [f"{index}:{value}" for index, value in pieces]
+
+
+def _raw_query(query: list[tuple[str, str]], pieces: list[str]) -> str:
+    """The query, urlencoded, with each piece replacing one value (or appended as a raw pair)."""
+    encoded = [f"{quote(name)}={quote(value, safe='')}" for name, value in query]
+    for piece in pieces:
+        index_text, _, value = piece.partition(":")
+        index = int(index_text)
+        if index < len(encoded):
+            encoded[index] = encoded[index].split("=", 1)[0] + "=" + value
+        elif index == len(encoded):
+            encoded.append(value)  # a raw pair: name and all
+        else:
+            encoded.append("state=" + value)  # a repeated parameter
+    return "&".join(encoded)
+
+
+@pytest.mark.django_db
+def test_hostile_raw_query_strings(registered, user):
+    """Raw bytes at the HTTP layer: an error page for malformed ones, every property for the rest."""
+    from django.http import QueryDict
+
+    from django_jarm.request_checks import encoding_problem, storage_problem
+
+    @examples(200)
+    @given(raw_authorization_requests())
+    def run(request: tuple[str, bool, list[tuple[str, str]], list[str]]) -> None:
+        client, logged_in, query, pieces = request
+        raw = _raw_query(_fill(query, registered.apps[client]), pieces)
+        with override_settings(JARM=JARM_SETTINGS):
+            response = _agent(user, logged_in).get("/o/authorize/", QUERY_STRING=raw)
+        raw_bytes = raw.encode("latin-1")
+        if encoding_problem(raw_bytes) or storage_problem(raw_bytes):
+            _event("refused raw")
+            assert response.status_code == 400, response.status_code
+            assert "Location" not in response
+            return
+        decoded = [(name, value) for name, values in QueryDict(raw_bytes).lists() for value in values]
+        check_answer(response, _sent("GET", decoded), registered)
 
     run()
 
@@ -1273,3 +1354,150 @@ def test_invalid_resource_on_consent_post_is_wrapped(make_app, browser, verify, 
     _, verified = verify(response, app)
     assert verified.params["error"] == "invalid_target"
     assert verified.params["state"] == "af0ifjsldkj"
+
+
+# Raw query strings and bodies ----------------------------------------------------------------------
+
+#: Raw query-string or body fragments no parser may turn into a 500 or a changed value: each is an
+#: error page (400, no redirect: nothing is verified yet).
+MALFORMED_RAW = [
+    pytest.param("state=%zz", id="bad-escape"),
+    pytest.param("state=%", id="lone-percent"),
+    pytest.param("state=%2", id="truncated-escape"),
+    pytest.param("state=%%41", id="double-percent"),
+    pytest.param("state=%u0041", id="iis-unicode-escape"),
+    pytest.param("%zz=1", id="bad-escape-in-name"),
+    pytest.param("response_mode=jwt%zz", id="bad-escape-in-mode"),
+    pytest.param("state=%ff", id="invalid-utf8-byte"),
+    pytest.param("state=%c3%28", id="invalid-utf8-sequence"),
+    pytest.param("state=%ed%a0%80", id="utf8-surrogate"),
+    pytest.param("state=%c0%af", id="overlong-utf8"),
+    pytest.param("state=%e2%82", id="truncated-utf8"),
+    pytest.param("%ff=1", id="invalid-utf8-in-name"),
+    pytest.param(b"state=\xff".decode("latin-1"), id="raw-invalid-byte"),
+    pytest.param(b"state=\xc3\x28".decode("latin-1"), id="raw-invalid-sequence"),
+    pytest.param("state=%00", id="encoded-nul"),
+    pytest.param("st%00ate=1", id="nul-in-name"),
+    pytest.param("nonce=" + "n" * 256, id="over-long-nonce"),
+    pytest.param("n%6fnce=" + "n" * 256, id="over-long-encoded-name"),
+    pytest.param("nonce=" + "%41" * 256, id="over-long-once-decoded"),
+]
+
+
+def _raw_base(app: Any, mode: str) -> str:
+    _, challenge = rp.pkce_pair()
+    base = (
+        f"client_id={app.client_id}&response_type=code&redirect_uri={REDIRECT_URI}&scope=openid"
+        f"&code_challenge={challenge}&code_challenge_method=S256"
+    )
+    return base + (f"&response_mode={mode}" if mode else "")
+
+
+def _assert_error_page(response: Any) -> None:
+    assert response.status_code == 400
+    assert "Location" not in response
+    assert b"invalid_request" in response.content
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("raw", MALFORMED_RAW)
+@pytest.mark.parametrize("mode", ["jwt", "form_post.jwt", "query", ""])
+def test_malformed_raw_query_is_an_error_page(make_app, browser, raw, mode):
+    app = make_app("code")
+    response = browser.get("/o/authorize/", QUERY_STRING=_raw_base(app, mode) + "&" + raw)
+    _assert_error_page(response)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("raw", MALFORMED_RAW)
+def test_malformed_raw_consent_body_is_an_error_page(make_app, browser, raw):
+    app = make_app("code", skip_authorization=False)
+    body = _raw_base(app, "jwt") + "&state=s-1&allow=Authorize&" + raw
+    response = browser.post("/o/authorize/", body.encode("latin-1"), content_type="application/x-www-form-urlencoded")
+    _assert_error_page(response)
+    assert not get_grant_model().objects.exists()
+
+
+@pytest.mark.django_db
+def test_malformed_multipart_consent_body_is_an_error_page(make_app, browser):
+    app = make_app("code", skip_authorization=False)
+    fields = dict(parse_qsl(_raw_base(app, "jwt")))
+    response = browser.post("/o/authorize/", {**fields, "state": "a\x00b", "allow": "Authorize"})  # multipart
+    _assert_error_page(response)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("raw", "state"),
+    [
+        ("state=a+b", "a b"),
+        ("state=a%2Bb", "a+b"),
+        ("state=a;b", "a;b"),  # ";" separates nothing (Django, oauthlib and the WHATWG agree)
+        ("state=%C3%A9t%C3%A9", "été"),
+        ("state=%e2%80%a8", "\u2028"),
+        ("=x&state=s", "s"),  # an empty name
+        ("x=&state=s", "s"),  # an empty value
+        ("state=s&=&=", "s"),  # empty names and values
+        ("STATE=x&state=s", "s"),
+        ("state=s&state%00=x".replace("%00", "%20"), "s"),
+    ],
+)
+@pytest.mark.parametrize("mode", ["jwt", "query"])
+def test_well_formed_raw_queries_keep_their_values(make_app, browser, verify, raw, state, mode):
+    app = make_app("code")
+    response = browser.get("/o/authorize/", QUERY_STRING=_raw_base(app, mode) + "&" + raw)
+    if mode == "jwt":
+        _, verified = verify(response, app)
+        params = verified.params
+    else:
+        params = dict(rp.delivery_of(response, REDIRECT_URI).params)
+    assert "code" in params
+    assert params["state"] == state
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "state=a&state=b",
+        "state=&state=b",
+        "response_mode=jwt&response_mode=jwt",
+        "client_id=x",
+        ";state=a&state",
+        "&&state=s&&",  # empty pairs: oauthlib's strict parsing refuses them (DOT's error page)
+        "state=s&x",
+    ],
+)
+@pytest.mark.parametrize("mode", ["jwt", "query"])
+def test_repeated_and_valueless_names_are_refused_never_a_500(make_app, browser, raw, mode):
+    app = make_app("code")
+    response = browser.get("/o/authorize/", QUERY_STRING=_raw_base(app, mode) + "&" + raw)
+    assert response.status_code < 500
+    if response.status_code in (302, 303):
+        params = dict(rp.delivery_of(response, REDIRECT_URI).params)
+        assert "code" not in params
+        assert mode == "query" or "response" in params or params.get("error") == "invalid_request"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "request_target",
+    [b"state=%zz", b"state=%ff", b"state=\xff\xfe", b"state=\xc3\x28", b"%zz", b"state=%E2%82"],
+)
+def test_malformed_raw_bytes_over_http(http_server, make_app, request_target):
+    """The same over a real socket: the raw bytes as a client puts them on the request line."""
+    import socket
+
+    app = make_app("code")
+    host, port = http_server
+    target = b"/o/authorize/?" + _raw_base(app, "jwt").encode() + b"&" + request_target
+    with socket.create_connection((host, port), timeout=10) as connection:
+        connection.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    headers = rest.split(b"\r\n\r\n", 1)[0].lower()
+    assert status_line.split()[1] == b"400", answer[:300]
+    assert b"\r\nlocation:" not in b"\r\n" + headers
+    assert b"invalid_request" in answer

@@ -20,22 +20,27 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import io
 import json
 import logging
 import re
+import runpy
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from django.conf import settings
+from django.core import mail
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.db import connection
+from django.http import HttpResponse
 from django.test import Client, override_settings
 from joserfc.jwk import ECKey, RSAKey
 from jwcrypto import jwk
@@ -695,3 +700,153 @@ def test_third_party_leaks_are_only_what_is_documented(debug_logs, found, flow, 
     assert {"code", "access token", "refresh token"} <= seen["django-db-backends"]
     levels = {level for _, level, _, _ in leaks(debug_logs, found, own=False)}
     assert levels == {"DEBUG"}
+
+
+# Every handler, as the example project configures logging ---------------------------------------
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class _HandlerOutputs:
+    streams: dict[str, io.StringIO]
+
+    def texts(self) -> dict[str, str]:
+        outputs = {f"stream handler {name}": stream.getvalue() for name, stream in self.streams.items()}
+        for index, message in enumerate(mail.outbox):
+            outputs[f"e-mail {index}"] = "\n".join(
+                [message.subject, message.body, *(content for content, _ in getattr(message, "alternatives", []))]
+            )
+        return outputs
+
+
+def _logging_state() -> list[tuple[logging.Logger, list[Any], int, bool, bool, list[Any]]]:
+    loggers = [logging.root] + [
+        logger for logger in logging.root.manager.loggerDict.values() if isinstance(logger, logging.Logger)
+    ]
+    return [
+        (logger, list(logger.handlers), logger.level, logger.propagate, logger.disabled, list(logger.filters))
+        for logger in loggers
+    ]
+
+
+@pytest.fixture
+def example_logging(tmp_path, monkeypatch, settings) -> Iterator[_HandlerOutputs]:
+    """Logging set up as Django sets it up for the example project (its LOGGING over Django's defaults),
+    every logger at DEBUG, each stream handler writing to a buffer and mail_admins to the locmem outbox."""
+    from django.utils.log import configure_logging
+
+    monkeypatch.setenv("DJANGO_JARM_DEMO_DB", str(tmp_path / "demo.sqlite3"))
+    monkeypatch.setenv("DJANGO_JARM_DEMO_KEY_FILE", str(tmp_path / "oidc.key"))
+    monkeypatch.setenv("DJANGO_JARM_DEMO_RP_KEY_FILE", str(tmp_path / "relying_party.key"))
+    example = runpy.run_path(str(REPO_ROOT / "example_project" / "settings.py"))
+    settings.ADMINS = [("Operator", "operator@example.com")]
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    saved = _logging_state()
+    disabled_level = logging.root.manager.disable
+    configure_logging("logging.config.dictConfig", example["LOGGING"])
+    streams: dict[str, io.StringIO] = {}
+    for logger, *_ in _logging_state():
+        logger.setLevel(logging.DEBUG)
+        logger.disabled = False
+        for handler in logger.handlers:
+            if type(handler) is logging.StreamHandler and handler.get_name() not in streams:
+                streams[handler.get_name()] = io.StringIO()
+                handler.setStream(streams[handler.get_name()])
+    logging.disable(logging.NOTSET)
+    try:
+        yield _HandlerOutputs(streams)
+    finally:
+        known = {logger for logger, *_ in saved}
+        for logger, *_ in _logging_state():
+            if logger not in known:
+                logger.handlers, logger.level, logger.propagate, logger.disabled = [], logging.NOTSET, True, False
+        for logger, handlers, level, propagate, disabled, filters in saved:
+            logger.handlers, logger.level, logger.propagate, logger.disabled = handlers, level, propagate, disabled
+            logger.filters = filters
+        logging.disable(disabled_level)
+
+
+def _http_get(address: tuple[str, int], target: str, *, cookie: str = "") -> tuple[int, str]:
+    import http.client
+
+    connection = http.client.HTTPConnection(*address, timeout=30)
+    connection.request("GET", target, headers={"Cookie": cookie} if cookie else {})
+    response = connection.getresponse()
+    response.read()
+    connection.close()
+    return response.status, response.getheader("Location") or ""
+
+
+def _fail_with_secrets_in_scope(code: str, token: str) -> None:
+    """An exception raised where a code and a token are local variables (as in a failing view)."""
+    grant = {"code": code, "access_token": token}
+    raise RuntimeError(f"cannot store {len(grant)} values")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_every_handler_django_configures_at_debug(example_logging, found, flow, browser, make_app, user):
+    """Every flow at DEBUG through console, django.server and mail_admins, as the example project configures them."""
+    from django.test import RequestFactory
+    from django.utils.log import log_response
+
+    from tests.conftest import serving
+
+    with _sql_logged():
+        for response_type in ("code", "code id_token token"):
+            app = make_app(response_type)
+            consent = make_app(response_type, skip_authorization=False)
+            for mode in ("jwt", "form_post.jwt", "query" if response_type == "code" else "fragment", "form_post"):
+                flow(browser, app, response_type, mode)
+                flow(browser, consent, response_type, mode, consent="allow")
+            flow(browser, app, response_type, "jwt", scope="openid admin")
+            flow(Client(), app, response_type, "jwt", extra={"prompt": "none"})
+    app = make_app("code")
+    session_cookie = browser.cookies[settings.SESSION_COOKIE_NAME].value
+    found.add("session id", session_cookie)
+    with serving(logged=True) as address:
+        for agent_cookie in ("", f"{settings.SESSION_COOKIE_NAME}={session_cookie}"):
+            _, challenge = rp.pkce_pair()
+            query = [
+                ("client_id", app.client_id),
+                ("response_type", "code"),
+                ("redirect_uri", REDIRECT_URI),
+                ("scope", "openid read"),
+                ("state", _state()),
+                ("nonce", _nonce()),
+                ("code_challenge", challenge),
+                ("code_challenge_method", "S256"),
+                ("response_mode", "query.jwt"),
+            ]
+            for name, value in query:
+                if name in ("state", "nonce"):
+                    found.add(name, value)
+            status, location = _http_get(address, "/o/authorize/?" + urlencode(query), cookie=agent_cookie)
+            assert status == 302
+            # The callback, as the demo's relying party receives it in the same process.
+            callback = "/rp/callback?" + location.split("?", 1)[1]
+            found.add("JWT", dict(parse_qsl(location.split("?", 1)[1])).get("response"))
+            assert _http_get(address, callback)[0] == 404
+    # A 500 while handling a callback that carries a code, a token and the session: Django's report.
+    access_token = next(iter(found.values.get("access token", {"at-" + secrets.token_urlsafe(24)})))
+    code = "code-" + secrets.token_urlsafe(24)
+    found.add("code", code)
+    request = RequestFactory().get(
+        f"/rp/callback?code={code}&state={_state()}",
+        HTTP_AUTHORIZATION=f"Bearer {access_token}",
+        HTTP_COOKIE=f"{settings.SESSION_COOKIE_NAME}={session_cookie}",
+    )
+    try:
+        _fail_with_secrets_in_scope(code, access_token)
+    except RuntimeError as exc:
+        log_response(
+            "Internal Server Error: %s", request.path, response=HttpResponse(status=500), request=request, exception=exc
+        )
+    found.collect_stored()
+    texts = example_logging.texts()
+    assert set(texts) >= {"stream handler console", "stream handler django.server", "e-mail 0"}, set(texts)
+    assert all(texts.values()), {name: len(text) for name, text in texts.items()}
+    assert "[redacted" in texts["stream handler django.server"]
+    assert "[redacted" in texts["stream handler console"]
+    leaked = {name: found.found_in(text) for name, text in texts.items()}
+    assert leaked == {name: [] for name in texts}

@@ -13,6 +13,7 @@ from oauth2_provider.models import get_application_model
 from django_jarm.conf import ALL_SIGNING_ALGS
 from django_jarm.keys import generate_server_key
 from django_jarm.models import ClientSettings, ServerKey
+from django_jarm.validation import jwks_uri_problem
 
 Application = get_application_model()
 
@@ -338,6 +339,60 @@ def test_allowing_http_does_not_allow_other_schemes(make_settings):
     assert errors_of(make_settings(jwks_uri="ftp://rp.example/jwks")) == {
         "jwks_uri": ["The JWK Set URL must use https."]
     }
+
+
+@pytest.mark.parametrize(
+    ("uri", "problem"),
+    [
+        ("https://rp.example:99999/jwks", "The JWK Set URL cannot be parsed (check its host and port)."),
+        ("https://rp.example:0/jwks", "The JWK Set URL has an invalid port (1-65535)."),
+        ("https://rp.example:/jwks", "The JWK Set URL has an invalid port (1-65535)."),
+        ("https://rp.example:44x/jwks", "The JWK Set URL cannot be parsed (check its host and port)."),
+        ("https://[::1/jwks", "The JWK Set URL cannot be parsed (check its host and port)."),
+        ("https://user:pw@rp.example/jwks", "The JWK Set URL must not carry a user name or password."),
+        ("https://@rp.example/jwks", "The JWK Set URL must not carry a user name or password."),
+        ("https:///jwks", "The JWK Set URL has no host."),
+        ("https://rp.example/jwks#keys", "The JWK Set URL must not have a fragment."),
+        ("https://rp.example/jwks#", "The JWK Set URL must not have a fragment."),
+        ("https://a..b/jwks", "The JWK Set URL has an invalid host."),
+        ("https://[fe80::1%25eth0]/jwks", "The JWK Set URL has an invalid host."),
+        (
+            "https://rp.example/j wks",
+            "The JWK Set URL must be ASCII without spaces or control characters (percent-encode them).",
+        ),
+        (
+            "https://rp.example/jwks\x00",
+            "The JWK Set URL must be ASCII without spaces or control characters (percent-encode them).",
+        ),
+        (
+            "https://rp.exämple/jwks",
+            "The JWK Set URL must be ASCII without spaces or control characters (percent-encode them).",
+        ),
+        ("https://rp.example/" + "k" * 2000, "The JWK Set URL is longer than 2000 characters."),
+        ("http://rp.example/jwks", "The JWK Set URL must use https."),
+        ("//rp.example/jwks", "The JWK Set URL must use https."),
+        ("file:///etc/passwd", "The JWK Set URL must use https."),
+        ("", "Give the JWK Set URL as text."),
+        ("https://rp.example/jwks", ""),
+        ("https://rp.example:8443/keys?tenant=a%20b", ""),
+        ("https://[2606:4700::1111]:8443/jwks", ""),
+        ("https://[2001:db8::1]:8443/jwks", "The JWK Set URL's host is not a public address."),
+    ],
+)
+def test_jwks_uri_problem(uri, problem):
+    assert jwks_uri_problem(uri) == problem
+
+
+@override_settings(JARM={"CLIENT_JWKS_ALLOW_HTTP": True})
+def test_jwks_uri_problem_allows_http_when_told():
+    assert jwks_uri_problem("http://rp.example/jwks") == ""
+    assert jwks_uri_problem("http://rp.example:99999/jwks") != ""
+
+
+@pytest.mark.django_db
+def test_an_out_of_range_port_is_refused_by_clean(make_settings):
+    client_settings = make_settings(jwks_uri="https://rp.example:99999/jwks")
+    assert errors_of(client_settings) == {"jwks_uri": ["The JWK Set URL cannot be parsed (check its host and port)."]}
 
 
 @pytest.mark.django_db

@@ -359,7 +359,7 @@ INVALID = {
     "private-address jwks_uri": ({"jwks_uri": "https://10.1.2.3/jwks.json"}, {}, "jwks_uri", "not a public address"),
     "loopback jwks_uri": ({"jwks_uri": "https://[::1]/jwks.json"}, {}, "jwks_uri", "not a public address"),
     "localhost jwks_uri": ({"jwks_uri": "https://localhost/jwks.json"}, {}, "jwks_uri", "loopback name"),
-    "jwks_uri that is no URL": ({"jwks_uri": "https://[nope/jwks.json"}, {}, "jwks_uri", "not a valid URL"),
+    "jwks_uri that is no URL": ({"jwks_uri": "https://[nope/jwks.json"}, {}, "jwks_uri", "cannot be parsed"),
     "mode the server does not offer": (
         {"response_modes": ["form_post.jwt"]},
         {"RESPONSE_MODES_SUPPORTED": ["query", "query.jwt", "jwt"]},
@@ -413,7 +413,7 @@ INVALID = {
         {"jwks": {"keys": [{"kty": "RSA", "kid": "broken", "use": "enc"}]}},
         {},
         "jwks",
-        "cannot be read",
+        "is not a valid RSA public key",
     ),
     "jwks without keys list": ({"jwks": {"keys": "all of them"}}, {}, "jwks", "'keys' list"),
     "key member of the wrong type": ({"jwks": {"keys": [{**ENC_KEY, "kid": 7}]}}, {}, "jwks", "'kid' member"),
