@@ -127,7 +127,7 @@ def build_preview(request: HttpRequest, application: Any) -> dict[str, Any]:
         SAMPLE_PARAMS,
         issuer=get_issuer(request),
         client_id=application.client_id,
-        lifetime=int(jarm_settings.RESPONSE_LIFETIME),
+        lifetime=jarm_settings.response_lifetime,
         include_iat=bool(jarm_settings.INCLUDE_IAT),
     )
     preview["claims"] = json.dumps(claims, indent=2)

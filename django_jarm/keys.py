@@ -28,7 +28,7 @@ from jwcrypto.common import JWException, base64url_encode, json_encode
 from oauth2_provider.settings import oauth2_settings
 
 from . import cache as shared_cache
-from .conf import ASYMMETRIC_SIGNING_ALGS, SYMMETRIC_SIGNING_ALGS, jarm_settings
+from .conf import SYMMETRIC_SIGNING_ALGS, jarm_settings
 from .exceptions import ConfigurationError, KeyDecryptionError
 from .models import ServerKey, hmac_secret_problem
 
@@ -50,6 +50,10 @@ KEY_PARAMS: dict[str, dict[str, Any]] = {
     "ES512": {"kty": "EC", "crv": "P-521"},
     "EdDSA": {"kty": "OKP", "crv": "Ed25519"},
 }
+
+#: RFC 9864: ``Ed25519`` is the fully specified name of EdDSA with an Ed25519 key. Clients may
+#: register either; both sign with the (one) active EdDSA server key, under the client's name.
+SERVER_KEY_ALG = {"Ed25519": "EdDSA"}
 
 
 @dataclass(frozen=True)
@@ -152,8 +156,8 @@ def _describe(key: jwk.JWK) -> str:
 
 
 def _store(key: jwk.JWK, alg: str, status: str | None) -> ServerKey:
-    if alg not in ASYMMETRIC_SIGNING_ALGS:
-        raise ConfigurationError(f"Server keys sign with one of {', '.join(ASYMMETRIC_SIGNING_ALGS)}, not {alg!r}.")
+    if alg not in KEY_PARAMS:
+        raise ConfigurationError(f"Server keys sign with one of {', '.join(KEY_PARAMS)}, not {alg!r}.")
     if not _key_matches_alg(key, alg):
         needed = KEY_PARAMS[alg]
         wanted = f"{needed['kty']} {needed['crv']}" if "crv" in needed else needed["kty"]
@@ -456,11 +460,23 @@ def published_jwks_json() -> bytes:
         seen.add(kid)
     for public in snapshot.published:
         if public["kid"] not in seen:
-            keys.append(dict(public))
+            keys.append(_as_published(public))
             seen.add(public["kid"])
     document = json.dumps({"keys": keys}).encode("utf-8")
     _published = (snapshot, pems, document)
     return document
+
+
+def _as_published(public: dict[str, Any]) -> dict[str, Any]:
+    """A stored public JWK as the JWKS serves it.
+
+    An Ed25519 key signs under two names (EdDSA and RFC 9864's Ed25519): its JWK carries no
+    ``alg``, since verifiers that match ``alg`` (the conformance suite, joserfc) would refuse the
+    other name.
+    """
+    if public.get("kty") == "OKP" and public.get("crv") == "Ed25519":
+        return {name: value for name, value in public.items() if name != "alg"}
+    return dict(public)
 
 
 def available_signing_algs() -> list[str]:
@@ -469,7 +485,8 @@ def available_signing_algs() -> list[str]:
     has_dot_key = bool(oauth2_settings.OIDC_RSA_PRIVATE_KEY)
     available = []
     for alg in jarm_settings.signing_algs:
-        if alg in SYMMETRIC_SIGNING_ALGS or alg in snapshot.active or (alg == "RS256" and has_dot_key):
+        server_alg = SERVER_KEY_ALG.get(alg, alg)
+        if alg in SYMMETRIC_SIGNING_ALGS or server_alg in snapshot.active or (alg == "RS256" and has_dot_key):
             available.append(alg)
     return available
 
@@ -483,7 +500,7 @@ def get_signing_key(alg: str, application: Any) -> SigningKey:
         raise ConfigurationError(f"{alg} is not enabled in JARM['SIGNING_ALGS_SUPPORTED'] (or the profile).")
     if alg in SYMMETRIC_SIGNING_ALGS:
         return _client_secret_key(alg, application)
-    active = _load_snapshot().active.get(alg)
+    active = _load_snapshot().active.get(SERVER_KEY_ALG.get(alg, alg))
     if active is not None:
         kid, encrypted = active
         return SigningKey(alg=alg, kid=kid, jwk=_parsed_key(kid, encrypted))

@@ -21,6 +21,7 @@ from .conf import (
     jarm_settings,
 )
 from .exceptions import ConfigurationError
+from .profiles import client_settings_problems
 
 #: JWK members that only a private or symmetric key has (RFC 7518 6.2.2, 6.3.2, 6.4; RFC 8037).
 PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
@@ -123,10 +124,13 @@ class ClientSettings(models.Model):
         def add(field: str, message: Any) -> None:
             errors.setdefault(field, []).append(message)
 
+        errors.update(
+            {name: [text] for name, text in client_settings_problems(jarm_settings.profile, self.__dict__).items()}
+        )
         alg = self.authorization_signed_response_alg
         if alg == "none" or alg not in ("", *ALL_SIGNING_ALGS):
             add("authorization_signed_response_alg", _("Unsupported signing algorithm."))
-        elif alg and alg not in jarm_settings.signing_algs:
+        elif alg and alg not in jarm_settings.signing_algs and "authorization_signed_response_alg" not in errors:
             add(
                 "authorization_signed_response_alg",
                 _("%(alg)s is not enabled on this server (JARM['SIGNING_ALGS_SUPPORTED'] or the profile).")
@@ -143,7 +147,11 @@ class ClientSettings(models.Model):
                 _("Choose an encryption algorithm, or clear the content encryption."),
             )
         encryption_alg = self.authorization_encrypted_response_alg
-        if encryption_alg and encryption_alg not in jarm_settings.encryption_algs:
+        if (
+            encryption_alg
+            and encryption_alg not in jarm_settings.encryption_algs
+            and not errors.get("authorization_encrypted_response_alg")
+        ):
             add(
                 "authorization_encrypted_response_alg",
                 _("%(alg)s is not enabled on this server (JARM['ENCRYPTION_ALGS_SUPPORTED'] or the profile).")

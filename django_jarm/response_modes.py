@@ -70,7 +70,7 @@ class _RedirectMode(ResponseMode):
     ) -> HttpResponse:
         response = OAuth2ResponseRedirect(self.location(redirect_uri, params), allowed_schemes)
         # FAPI 2.0 Security Profile 5.3.2.2 advises 303 for redirects after a POST.
-        response.status_code = int(jarm_settings.REDIRECT_STATUS)
+        response.status_code = jarm_settings.redirect_status
         return _no_store(response)
 
 
@@ -189,6 +189,15 @@ def jwt_mode_name(response_type: str) -> str:
     return "fragment.jwt" if carries_tokens(response_type) else "query.jwt"
 
 
+def jwt_twin(mode: ResponseMode, response_type: str, *, encrypted: bool) -> ResponseMode:
+    """The JWT mode a refusal of a request for ``mode`` travels in: ``mode`` itself when it is one."""
+    twin = mode.name if mode.is_jwt else f"{mode.plain_name}.jwt"
+    if twin == "query.jwt" and carries_tokens(response_type) and not encrypted:
+        # JARM 2.3.1: a token response type is answered in query.jwt only when encrypted.
+        twin = "fragment.jwt"
+    return RESPONSE_MODES[twin]
+
+
 @dataclass(frozen=True)
 class ClientPolicy:
     """What a client may ask for; built from its settings and the server's."""
@@ -222,10 +231,9 @@ def resolve_response_mode(requested: Sequence[str], response_type: str, policy: 
     mode = RESPONSE_MODES[resolved]
 
     def refuse(description: str) -> ModeDecision:
-        twin = resolved if mode.is_jwt else f"{mode.plain_name}.jwt"
-        if twin == "query.jwt" and carries_tokens(response_type) and not policy.encrypted:
-            twin = "fragment.jwt"
-        return ModeDecision(name, RESPONSE_MODES[twin], ResponseModeNotAllowed(description))
+        return ModeDecision(
+            name, jwt_twin(mode, response_type, encrypted=policy.encrypted), ResponseModeNotAllowed(description)
+        )
 
     if name is None and default.name not in supported:
         return refuse("This server requires response_mode=jwt.")

@@ -29,11 +29,12 @@ from . import tokens
 from .client_keys import EncryptionKey, get_encryption_key
 from .clients import client_settings_for
 from .conf import jarm_settings, settings_epoch
-from .exceptions import ConfigurationError, JARMError, ProtocolError, ResponseNotBuildable
+from .exceptions import ConfigurationError, JARMError, ProtocolError, ResponseNotBuildable, UnsupportedResponseMode
 from .forms import JARMAllowForm
 from .keys import SigningKey, available_signing_algs, get_signing_key, key_state, published_jwks_json
 from .models import ClientSettings
-from .response_modes import RESPONSE_MODES, ClientPolicy, ModeDecision, Params, resolve_response_mode
+from .profiles import discovery_overrides, request_refusal
+from .response_modes import RESPONSE_MODES, ClientPolicy, ModeDecision, Params, jwt_twin, resolve_response_mode
 from .signals import response_issued
 
 try:  # DOT master moved its helpers to oauth2_provider.core.
@@ -199,8 +200,8 @@ class JARMAuthorizationMixin:
         require_jarm = bool(
             jarm_settings.REQUIRE_JARM
             or (settings is not None and settings.require_jarm)
-            # FAPI 1.0 Advanced 5.2.2-2 and FAPI 2.0 Message Signing 5.4.1: the code flow uses JARM.
-            or (jarm_settings.PROFILE is not None and response_type == "code")
+            # FAPI 1.0 Advanced 5.2.2-2 (code) and FAPI 2.0 Message Signing 5.4.1 (everything) use JARM.
+            or jarm_settings.profile.requires_jwt_mode(response_type)
         )
         return ClientPolicy(
             allowed_modes=tuple(settings.response_modes) if settings is not None else (),
@@ -218,7 +219,7 @@ class JARMAuthorizationMixin:
             params,
             issuer=get_issuer(self.request),
             client_id=context.client_id,
-            lifetime=int(jarm_settings.RESPONSE_LIFETIME),
+            lifetime=jarm_settings.response_lifetime,
             include_iat=bool(jarm_settings.INCLUDE_IAT),
         )
 
@@ -365,11 +366,9 @@ class JARMAuthorizationMixin:
             # DOT does not re-check the consent form's hidden redirect_uri when the user denies.
             raise FatalClientError(MismatchingRedirectURIError())
         settings = client_settings_for(application)
-        decision = resolve_response_mode(
-            self.get_requested_response_modes(),
-            response_type,
-            self.get_client_policy(application, settings, response_type),
-        )
+        policy = self.get_client_policy(application, settings, response_type)
+        decision = resolve_response_mode(self.get_requested_response_modes(), response_type, policy)
+        decision = profile_decision(decision, response_type, policy, self._pkce_parameters(credentials))
         signing_key = encryption_key = None
         if decision.mode.is_jwt:
             alg = self.get_signing_alg(application, settings)
@@ -401,6 +400,14 @@ class JARMAuthorizationMixin:
             encryption_key=encryption_key,
         )
 
+    def _pkce_parameters(self, credentials: dict[str, Any]) -> tuple[str | None, str | None]:
+        """The request's ``code_challenge`` and ``code_challenge_method``, as oauthlib read them when it did."""
+        submitted = self.request.POST if self.request.method == "POST" else self.request.GET
+        return tuple(  # type: ignore[return-value]
+            credentials[name] if name in credentials else submitted.get(name)
+            for name in ("code_challenge", "code_challenge_method")
+        )
+
     @staticmethod
     def _application(credentials: dict[str, Any], client_id: str) -> Any:
         """The client, as oauthlib already loaded it on the GET path, else from the database."""
@@ -430,6 +437,33 @@ class JARMAuthorizationMixin:
         refusal = self._refusal()
         if refusal is not None:
             raise refusal
+
+
+def profile_decision(
+    decision: ModeDecision, response_type: str, policy: ClientPolicy, pkce: tuple[str | None, str | None]
+) -> ModeDecision:
+    """``decision``, or the refusal the FAPI profile (``JARM["PROFILE"]``) gives this request instead.
+
+    The refusal travels like any policy refusal (DESIGN 2): in the requested JWT mode, or in the
+    JWT twin of a plain mode when the profile requires JARM for this response type. A mode that
+    cannot be honoured at all (unknown, repeated) keeps its plain-mode answer.
+    """
+    if isinstance(decision.error, UnsupportedResponseMode):
+        return decision
+    profile = jarm_settings.profile
+    refusal = request_refusal(
+        profile,
+        response_type=response_type,
+        response_mode_resolved=decision.mode.name,
+        code_challenge=pkce[0],
+        code_challenge_method=pkce[1],
+    )
+    if refusal is None:
+        return decision
+    mode = decision.mode
+    if not mode.is_jwt and profile.requires_jwt_mode(response_type):
+        mode = jwt_twin(mode, response_type, encrypted=policy.encrypted)
+    return ModeDecision(decision.requested, mode, ProtocolError(refusal.description, error=refusal.error))
 
 
 class JARMAuthorizationView(JARMAuthorizationMixin, AuthorizationView):
@@ -477,6 +511,7 @@ class _JARMMetadataMixin:
                 return response
             data = json.loads(response.content)
             data.update(jarm_metadata(request))
+            data = discovery_overrides(jarm_settings.profile, data)
             if not data.get("jwks_uri"):
                 data["jwks_uri"] = _jwks_url(request)
             headers = [
