@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from django_jarm.profiles import (
@@ -200,3 +203,19 @@ def test_client_settings_problems(profile, values, fields):
     assert sorted(problems) == sorted(fields)
     for message in problems.values():
         assert "JARM['PROFILE']" in message
+
+
+def test_the_readme_profile_table_names_tests_that_exist():
+    """Each row of the README's FAPI profiles table names the tests proving it; they must exist."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("### FAPI profiles", 1)[1].split("\n### ", 1)[0]
+    named = []
+    for row in (line for line in section.splitlines() if line.startswith("| ") and "test_" in line):
+        module = None
+        for given, test in re.findall(r"`(test_\w+\.py)?::(test_\w+)`", row):
+            module = given or module
+            named.append((module, test))
+    assert len(named) >= 20
+    for module, test in named:
+        source = (Path(__file__).resolve().parent / module).read_text()
+        assert f"def {test}(" in source, f"{module}::{test} is named in the README but does not exist"
