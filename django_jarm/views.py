@@ -444,9 +444,9 @@ def profile_decision(
 ) -> ModeDecision:
     """``decision``, or the refusal the FAPI profile (``JARM["PROFILE"]``) gives this request instead.
 
-    The refusal travels like any policy refusal (DESIGN 2): in the requested JWT mode, or in the
-    JWT twin of a plain mode when the profile requires JARM for this response type. A mode that
-    cannot be honoured at all (unknown, repeated) keeps its plain-mode answer.
+    The refusal travels like any policy refusal: in the requested JWT mode, or in the JWT twin
+    of a plain mode when the profile requires JARM for this response type; never with a token.
+    A mode that cannot be honoured at all (unknown, repeated) keeps its plain-mode answer.
     """
     if isinstance(decision.error, UnsupportedResponseMode):
         return decision

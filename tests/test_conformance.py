@@ -822,6 +822,22 @@ def test_forbidden_response_types(server_keys, browser, make_app, profile, regis
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("mode", [None, "fragment", "form_post"])
+def test_fapi1_refuses_token_in_a_plain_mode_without_a_token(server_keys, browser, make_app, mode):
+    """A plain-mode request FAPI 1 does not serve gets its refusal in that mode: an error, no token."""
+    app = make_app("token", redirect_uris=REGISTERED_REDIRECT_URI)
+    with override_settings(JARM=jarm_settings_of(FAPI1)):
+        response, _ = authorize(browser, app, "token", mode)
+    delivery = rp.delivery_of(response, REGISTERED_REDIRECT_URI)
+    assert delivery.mode == (mode or "fragment")
+    assert dict(delivery.params) == {
+        "error": "unsupported_response_type",
+        "error_description": "FAPI 1.0 Advanced allows only response_type=code or response_type=code id_token.",
+        "state": STATE,
+    }
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     ("profile", "response_type", "mode", "where"),
     [
@@ -844,6 +860,33 @@ def test_plain_modes_are_refused_inside_a_jwt(server_keys, browser, make_app, pr
     cb = refused(response, app, profile=profile, response_type=response_type, error="invalid_request")
     assert cb.delivery.mode == where
     assert "JWT response mode" in cb.params["error_description"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("profile", [FAPI1, FAPI2])
+@pytest.mark.parametrize("mode", ["web_message.jwt", ["jwt", "jwt"]], ids=["unknown", "repeated"])
+def test_an_unknown_mode_is_answered_plainly(server_keys, browser, make_app, profile, mode):
+    """A mode that cannot be honoured gets invalid_request in the plain default mode, as for any client.
+
+    The suite accepts it (AddPlainErrorResponseAsAuthorizationEndpointResponseForJARM: an error and no
+    response); no code travels.
+    """
+    app = make_app("code", redirect_uris=REGISTERED_REDIRECT_URI)
+    query = {
+        "client_id": app.client_id,
+        "response_type": "code",
+        "redirect_uri": REGISTERED_REDIRECT_URI,
+        "state": STATE,
+        "code_challenge": rp.pkce_pair()[1],
+        "code_challenge_method": "S256",
+    }
+    modes = mode if isinstance(mode, list) else [mode]
+    with override_settings(JARM=jarm_settings_of(profile)):
+        response = browser.get("/o/authorize/?" + urlencode([*query.items(), *(("response_mode", m) for m in modes)]))
+    params = dict(rp.delivery_of(response, REGISTERED_REDIRECT_URI).params)
+    assert params["error"] == "invalid_request"
+    assert "response" not in params
+    assert "code" not in params
 
 
 @pytest.mark.django_db
