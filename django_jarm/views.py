@@ -403,10 +403,11 @@ class JARMAuthorizationMixin:
     def _pkce_parameters(self, credentials: dict[str, Any]) -> tuple[str | None, str | None]:
         """The request's ``code_challenge`` and ``code_challenge_method``, as oauthlib read them when it did."""
         submitted = self.request.POST if self.request.method == "POST" else self.request.GET
-        return tuple(  # type: ignore[return-value]
-            credentials[name] if name in credentials else submitted.get(name)
-            for name in ("code_challenge", "code_challenge_method")
-        )
+
+        def value(name: str) -> str | None:
+            return credentials[name] if name in credentials else submitted.get(name)
+
+        return value("code_challenge"), value("code_challenge_method")
 
     @staticmethod
     def _application(credentials: dict[str, Any], client_id: str) -> Any:
