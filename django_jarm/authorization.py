@@ -33,7 +33,8 @@ from .conf import jarm_settings
 from .exceptions import SERVER_ERROR, JARMError, KeyUnavailable, Refusal
 from .keys import SigningKey, get_signing_key
 from .models import ClientSettings
-from .response_modes import RESPONSE_MODES, ClientPolicy, ResponseMode, resolve_response_mode
+from .profiles import request_refusal
+from .response_modes import RESPONSE_MODES, ClientPolicy, ModeDecision, ResponseMode, jwt_twin, resolve_response_mode
 from .signals import response_issued
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,9 @@ class AuthorizationRequest:
     #: Whether the request carried ``request`` / a non-PAR ``request_uri`` (JAR, not supported).
     request_object: bool = False
     request_uri: bool = False
+    #: PKCE (RFC 7636), checked against the FAPI profile.
+    code_challenge: str | None = None
+    code_challenge_method: str | None = None
 
 
 @dataclass(frozen=True)
@@ -89,8 +93,8 @@ class ResponsePlanner:
         require_jarm = bool(
             jarm_settings.REQUIRE_JARM
             or (settings is not None and settings.require_jarm)
-            # FAPI 1.0 Advanced 5.2.2-2 and FAPI 2.0 Message Signing 5.4.1: the code flow uses JARM.
-            or (jarm_settings.PROFILE is not None and response_type == "code")
+            # FAPI 1.0 Advanced 5.2.2-2 (code) and FAPI 2.0 Message Signing 5.4.1 (everything) use JARM.
+            or jarm_settings.profile.requires_jwt_mode(response_type)
         )
         return ClientPolicy(
             allowed_modes=tuple(settings.response_modes) if settings is not None else (),
@@ -108,7 +112,7 @@ class ResponsePlanner:
             params,
             issuer=plan.issuer,
             client_id=plan.request.client_id,
-            lifetime=jarm_settings.RESPONSE_LIFETIME,
+            lifetime=jarm_settings.response_lifetime,
             include_iat=jarm_settings.INCLUDE_IAT,
         )
 
@@ -126,10 +130,9 @@ class ResponsePlanner:
     def plan(self, http_request: HttpRequest, application: Any, request: AuthorizationRequest) -> ResponsePlan:
         """Decide the response to ``request`` from the verified ``application``."""
         settings = state.client_settings(application)
-        decision = resolve_response_mode(
-            request.response_modes,
-            request.response_type,
-            self.get_client_policy(application, settings, request.response_type),
+        policy = self.get_client_policy(application, settings, request.response_type)
+        decision = apply_profile(
+            resolve_response_mode(request.response_modes, request.response_type, policy), request, policy
         )
         plan = ResponsePlan(
             request=request,
@@ -216,6 +219,31 @@ class ResponsePlanner:
             error=error,
         )
         return response
+
+
+def apply_profile(decision: ModeDecision, request: AuthorizationRequest, policy: ClientPolicy) -> ModeDecision:
+    """``decision``, or the refusal the FAPI profile (``JARM["PROFILE"]``) gives this request instead.
+
+    The refusal travels like any policy refusal: in the requested JWT mode, or in the JWT twin
+    of a plain mode when the profile requires JARM for this response type; never with a token.
+    A mode that cannot be honoured at all (unknown, repeated) keeps its plain-mode answer.
+    """
+    if decision.unsupported:
+        return decision
+    profile = jarm_settings.profile
+    refused = request_refusal(
+        profile,
+        response_type=request.response_type,
+        response_mode_resolved=decision.mode.name,
+        code_challenge=request.code_challenge,
+        code_challenge_method=request.code_challenge_method,
+    )
+    if refused is None:
+        return decision
+    mode = decision.mode
+    if not mode.is_jwt and profile.requires_jwt_mode(request.response_type):
+        mode = jwt_twin(mode, request.response_type, encrypted=policy.encrypted)
+    return ModeDecision(decision.requested, mode, Refusal(refused.error, refused.description))
 
 
 @functools.lru_cache(maxsize=4)

@@ -22,7 +22,6 @@ from .conf import (
     ALL_RESPONSE_MODES,
     ALL_SIGNING_ALGS,
     DEFAULTS,
-    PROFILE_SIGNING_ALGS,
     PROFILES,
     REMOVED_SETTINGS,
     SETTING_NAME,
@@ -46,11 +45,12 @@ CHECK_IDS = {
     "django_jarm.W002": "an enabled signing algorithm has no active key (database)",
     "django_jarm.W003": "a client's HS* signing or secret-derived encryption cannot work (database)",
     "django_jarm.E010": "a stored server key cannot be decrypted (database)",
+    "django_jarm.E011": "a client's JARM settings conflict with PROFILE (database)",
     "django_jarm.W004": "http jwks_uri allowed with DEBUG off (deploy)",
     "django_jarm.W005": "jwks_uri on private addresses allowed with DEBUG off (deploy)",
     "django_jarm.W006": "the issuer is derived from the request's Host header (deploy)",
     "django_jarm.W007": "a JARM key that no longer exists is set",
-    "django_jarm.E011": "JARM['ISSUER'] differs from the issuer DOT puts in ID tokens and RFC 9207 iss",
+    "django_jarm.E013": "JARM['ISSUER'] differs from the issuer DOT puts in ID tokens and RFC 9207 iss",
     "django_jarm.E012": "PROFILE fapi2-message-signing with DOT's pushed authorization requests turned off",
 }
 
@@ -182,7 +182,7 @@ def _check_issuer() -> list[CheckMessage]:
             f"{SETTING_NAME}['ISSUER'] is {pinned!r}, but DOT's issuer (OAUTH2_PROVIDER['OIDC_ISS_ENDPOINT']) "
             f"is {dot_says}.",
             hint=f"Set OAUTH2_PROVIDER['OIDC_ISS_ENDPOINT'] to {pinned!r} (then {SETTING_NAME}['ISSUER'] can go).",
-            id="django_jarm.E011",
+            id="django_jarm.E013",
         )
     ]
 
@@ -239,8 +239,10 @@ def _check_algorithms() -> list[CheckMessage]:
             )
         )
         return messages
-    default = jarm_settings.DEFAULT_SIGNING_ALG
-    if default != "none" and default not in jarm_settings.signing_algs:
+    conflicts = _profile_conflicts()
+    messages += conflicts
+    default = jarm_settings.default_signing_alg
+    if default != "none" and default not in jarm_settings.signing_algs and not conflicts:
         messages.append(
             Error(
                 f"{SETTING_NAME}['DEFAULT_SIGNING_ALG'] {default!r} is not an enabled signing algorithm.",
@@ -250,25 +252,44 @@ def _check_algorithms() -> list[CheckMessage]:
                 id="django_jarm.E005",
             )
         )
-    if profile is not None:
-        allowed = PROFILE_SIGNING_ALGS[profile]
-        outside = [alg for alg in configured if alg in ALL_SIGNING_ALGS and alg not in allowed]
-        symmetric_enc = [alg for alg in jarm_settings.ENCRYPTION_ALGS_SUPPORTED if alg in SYMMETRIC_ENCRYPTION_ALGS]
+    return messages
+
+
+def _profile_conflicts() -> list[CheckMessage]:
+    """Algorithms the settings name explicitly although the profile forbids them.
+
+    Defaults never conflict: the profile narrows the default lists and picks the default
+    signing algorithm, so ``{"PROFILE": "fapi1-advanced"}`` alone is a valid configuration.
+    """
+    profile = jarm_settings.profile
+    if profile.name is None:
+        return []
+    given = jarm_settings.user_settings
+    messages: list[CheckMessage] = []
+    allowed = profile.signing_algs
+    if allowed is not None:
+        named = [*given.get("SIGNING_ALGS_SUPPORTED", []), given.get("DEFAULT_SIGNING_ALG")]
+        outside = sorted({alg for alg in named if alg in ALL_SIGNING_ALGS and alg not in allowed})
         if outside:
             messages.append(
                 Error(
-                    f"PROFILE {profile!r} allows only {', '.join(allowed)} but {', '.join(sorted(set(outside)))} "
+                    f"PROFILE {profile.name!r} allows only {', '.join(allowed)} but {', '.join(outside)} "
                     "is configured.",
                     hint=f"Remove them from {SETTING_NAME}['SIGNING_ALGS_SUPPORTED'] and "
-                    f"{SETTING_NAME}['DEFAULT_SIGNING_ALG'], or change {SETTING_NAME}['PROFILE'].",
+                    f"{SETTING_NAME}['DEFAULT_SIGNING_ALG'] (or leave both unset: the profile narrows them), "
+                    f"or change {SETTING_NAME}['PROFILE'].",
                     id="django_jarm.E008",
                 )
             )
-        if symmetric_enc and profile == "fapi2-message-signing":
+    allowed_encryption = profile.encryption_algs
+    if allowed_encryption is not None:
+        outside = [alg for alg in given.get("ENCRYPTION_ALGS_SUPPORTED", []) if alg not in allowed_encryption]
+        if outside:
             messages.append(
                 Error(
-                    f"PROFILE {profile!r} forbids symmetric keys, but {', '.join(symmetric_enc)} is enabled.",
-                    hint=f"Remove them from {SETTING_NAME}['ENCRYPTION_ALGS_SUPPORTED'].",
+                    f"PROFILE {profile.name!r} allows only {', '.join(allowed_encryption)} for encryption, but "
+                    f"{', '.join(outside)} is configured.",
+                    hint=f"Remove them from {SETTING_NAME}['ENCRYPTION_ALGS_SUPPORTED'] (or leave it unset).",
                     id="django_jarm.E008",
                 )
             )
@@ -282,7 +303,7 @@ def check_keys(app_configs: Any = None, databases: Any = None, **kwargs: Any) ->
     from django.db import DatabaseError
 
     from .exceptions import KeyDecryptionError
-    from .keys import decrypt_private_key
+    from .keys import SERVER_KEY_ALG, decrypt_private_key
     from .models import ServerKey
 
     try:
@@ -294,8 +315,9 @@ def check_keys(app_configs: Any = None, databases: Any = None, **kwargs: Any) ->
     active = {alg for _, alg, status, _ in rows if status == ServerKey.Status.ACTIVE}
     if oauth2_settings.OIDC_RSA_PRIVATE_KEY:
         active.add("RS256")
+    active |= {alg for alg, server_alg in SERVER_KEY_ALG.items() if server_alg in active}
     messages: list[CheckMessage] = []
-    default = jarm_settings.DEFAULT_SIGNING_ALG
+    default = jarm_settings.default_signing_alg
     if default in jarm_settings.signing_algs and default not in SYMMETRIC_SIGNING_ALGS and default not in active:
         messages.append(
             Error(
@@ -373,6 +395,37 @@ def check_clients(app_configs: Any = None, databases: Any = None, **kwargs: Any)
                     hint="Change the client's JARM settings in the admin (Application page, JARM settings).",
                     obj=row,
                     id="django_jarm.W003",
+                )
+            )
+    return messages
+
+
+@register(Tags.database)
+def check_client_profiles(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Clients whose JARM settings the profile refuses: every request of theirs would fail."""
+    profile = jarm_settings.profile
+    if not databases or profile.name is None:
+        return []
+    from django.db import DatabaseError
+
+    from .models import ClientSettings
+    from .profiles import CLIENT_FIELDS, client_settings_problems
+
+    try:
+        rows = list(ClientSettings.objects.select_related("application").order_by("pk"))
+    except DatabaseError:
+        return []
+    messages: list[CheckMessage] = []
+    for row in rows:
+        values = {name: getattr(row, name) for name in CLIENT_FIELDS}
+        for field, problem in client_settings_problems(profile, values).items():
+            messages.append(
+                Error(
+                    f"Client {row.application.client_id}: {problem}",
+                    hint=f"Change {field} in the client's JARM settings (admin: Application page, JARM settings), "
+                    f"or change {SETTING_NAME}['PROFILE'].",
+                    obj=row,
+                    id="django_jarm.E011",
                 )
             )
     return messages

@@ -13,6 +13,9 @@ from typing import Any
 from django.conf import settings
 from oauth2_provider.settings import oauth2_settings
 
+from .profiles import PROFILES as PROFILE_TABLE
+from .profiles import Profile, get_profile
+
 SETTING_NAME = "JARM"
 
 #: JWS algorithms django_jarm can sign with. ``none`` is never among them.
@@ -27,6 +30,8 @@ ASYMMETRIC_SIGNING_ALGS = (
     "ES384",
     "ES512",
     "EdDSA",
+    # RFC 9864: the fully specified name of EdDSA with Ed25519; the same server key signs both.
+    "Ed25519",
 )
 SYMMETRIC_SIGNING_ALGS = ("HS256", "HS384", "HS512")
 ALL_SIGNING_ALGS = ASYMMETRIC_SIGNING_ALGS + SYMMETRIC_SIGNING_ALGS
@@ -64,7 +69,7 @@ JWT_RESPONSE_MODES = ("query.jwt", "fragment.jwt", "form_post.jwt", "jwt")
 PLAIN_RESPONSE_MODES = ("query", "fragment", "form_post")
 ALL_RESPONSE_MODES = PLAIN_RESPONSE_MODES + JWT_RESPONSE_MODES
 
-PROFILES = (None, "fapi1-advanced", "fapi2-message-signing")
+PROFILES = tuple(PROFILE_TABLE)
 
 #: FAPI 1.0 Advanced 8.6: PS256 or ES256. FAPI 2.0 Security Profile 5.4.1: also EdDSA.
 PROFILE_SIGNING_ALGS: dict[str | None, tuple[str, ...]] = {
@@ -251,23 +256,32 @@ class JARMSettings:
     # Derived values ----------------------------------------------------------------------------
 
     @property
+    def profile(self) -> Profile:
+        """The FAPI profile enforced (``NO_PROFILE`` when ``PROFILE`` is None)."""
+        return get_profile(self.PROFILE)
+
+    @property
     def signing_algs(self) -> list[str]:
         """Signing algorithms enabled by settings (and by the profile, when one is set)."""
         algs = [alg for alg in self.SIGNING_ALGS_SUPPORTED if alg in ALL_SIGNING_ALGS]
-        profile_algs = PROFILE_SIGNING_ALGS.get(self.PROFILE)
+        profile_algs = self.profile.signing_algs
         if profile_algs is not None:
             algs = [alg for alg in algs if alg in profile_algs]
         return algs
 
     @property
     def default_signing_alg(self) -> str:
-        return self.DEFAULT_SIGNING_ALG
+        """``DEFAULT_SIGNING_ALG``; under a profile, when not set, the first algorithm it allows."""
+        profile_algs = self.profile.signing_algs
+        if "DEFAULT_SIGNING_ALG" not in self.user_settings and profile_algs is not None:
+            return (self.signing_algs or profile_algs)[0]
+        return str(self.DEFAULT_SIGNING_ALG)
 
     @property
     def encryption_algs(self) -> list[str]:
         """Key management algorithms enabled by settings (never RSA1_5; no symmetric ones under FAPI 2)."""
-        allowed = ASYMMETRIC_ENCRYPTION_ALGS if self.PROFILE == "fapi2-message-signing" else ALL_ENCRYPTION_ALGS
-        return [alg for alg in self.ENCRYPTION_ALGS_SUPPORTED if alg in allowed]
+        allowed = self.profile.encryption_algs or ALL_ENCRYPTION_ALGS
+        return [alg for alg in self.ENCRYPTION_ALGS_SUPPORTED if alg in ALL_ENCRYPTION_ALGS and alg in allowed]
 
     @property
     def encryption_encs(self) -> list[str]:
@@ -284,6 +298,20 @@ class JARMSettings:
         if configured is not None:
             return configured
         return int(oauth2_settings.OIDC_JWKS_MAX_AGE_SECONDS)
+
+    @property
+    def response_lifetime(self) -> int:
+        """``RESPONSE_LIFETIME``, never beyond the profile's bound (check E004 reports a larger value)."""
+        bound = self.profile.max_response_lifetime
+        lifetime = int(self.RESPONSE_LIFETIME)
+        return lifetime if bound is None else min(lifetime, bound)
+
+    @property
+    def redirect_status(self) -> int:
+        """``REDIRECT_STATUS``; when not set, the profile's (303 under FAPI 2.0)."""
+        if "REDIRECT_STATUS" not in self.user_settings:
+            return self.profile.redirect_status
+        return int(self.REDIRECT_STATUS)
 
 
 jarm_settings = JARMSettings()

@@ -36,7 +36,7 @@ from oauth2_provider.settings import oauth2_settings
 
 from . import state
 from ._compat import jwk_from_pem
-from .conf import ASYMMETRIC_SIGNING_ALGS, SYMMETRIC_SIGNING_ALGS, jarm_settings
+from .conf import SYMMETRIC_SIGNING_ALGS, jarm_settings
 from .exceptions import ConfigurationError, KeyDecryptionError, KeyUnavailable, LifecycleConflict
 from .models import ServerKey
 from .signals import server_key_rotated
@@ -53,6 +53,10 @@ KEY_PARAMS: dict[str, dict[str, Any]] = {
     "ES512": {"kty": "EC", "crv": "P-521"},
     "EdDSA": {"kty": "OKP", "crv": "Ed25519"},
 }
+
+#: RFC 9864: ``Ed25519`` is the fully specified name of EdDSA with an Ed25519 key. Clients may
+#: register either; both sign with the (one) active EdDSA server key, under the client's name.
+SERVER_KEY_ALG = {"Ed25519": "EdDSA"}
 
 
 @dataclass(frozen=True)
@@ -152,8 +156,8 @@ def _describe(key: jwk.JWK) -> str:
 
 
 def _store(key: jwk.JWK, alg: str, status: str | None) -> ServerKey:
-    if alg not in ASYMMETRIC_SIGNING_ALGS:
-        raise ConfigurationError(f"Server keys sign with one of {', '.join(ASYMMETRIC_SIGNING_ALGS)}, not {alg!r}.")
+    if alg not in KEY_PARAMS:
+        raise ConfigurationError(f"Server keys sign with one of {', '.join(KEY_PARAMS)}, not {alg!r}.")
     if not _key_matches_alg(key, alg):
         needed = KEY_PARAMS[alg]
         wanted = f"{needed['kty']} {needed['crv']}" if "crv" in needed else needed["kty"]
@@ -504,7 +508,7 @@ def _load_published_keys() -> PublishedKeys:
         seen.add(kid)
     for published in keys:
         if published.kid not in seen:
-            document.append(dict(published.public))
+            document.append(_as_published(published.public))
             seen.add(published.kid)
     return PublishedKeys(keys=keys, jwks_json=json.dumps({"keys": document}).encode("utf-8"))
 
@@ -538,12 +542,28 @@ def published_jwks_json() -> bytes:
     return published_keys().jwks_json
 
 
+def _as_published(public: dict[str, Any]) -> dict[str, Any]:
+    """A stored public JWK as the JWKS serves it.
+
+    An Ed25519 key signs under two names (EdDSA and RFC 9864's Ed25519): its JWK carries no
+    ``alg``, since verifiers that match ``alg`` (the conformance suite, joserfc) would refuse the
+    other name.
+    """
+    if public.get("kty") == "OKP" and public.get("crv") == "Ed25519":
+        return {name: value for name, value in public.items() if name != "alg"}
+    return dict(public)
+
+
 def available_signing_algs() -> list[str]:
     """Enabled algorithms this server can sign with (HS* when enabled)."""
     active = published_keys().active_algs()
     if oauth2_settings.OIDC_RSA_PRIVATE_KEY:
         active.add("RS256")
-    return [alg for alg in jarm_settings.signing_algs if alg in SYMMETRIC_SIGNING_ALGS or alg in active]
+    return [
+        alg
+        for alg in jarm_settings.signing_algs
+        if alg in SYMMETRIC_SIGNING_ALGS or SERVER_KEY_ALG.get(alg, alg) in active
+    ]
 
 
 def get_signing_key(alg: str, application: Any) -> SigningKey:
@@ -553,14 +573,15 @@ def get_signing_key(alg: str, application: Any) -> SigningKey:
     if alg in SYMMETRIC_SIGNING_ALGS:
         return _client_secret_key(alg, application)
     published = published_keys()
-    signer = published.signer(alg, timezone.now())
+    # RFC 9864: Ed25519 is signed by the EdDSA key, under the name the client registered.
+    signer = published.signer(SERVER_KEY_ALG.get(alg, alg), timezone.now())
     if signer is not None:
         return SigningKey(alg=alg, kid=signer.kid, jwk=_parsed_key(signer.kid, signer.encrypted))
     if alg == "RS256":
         dot_keys = _dot_rsa_keys()
         if dot_keys:
             return SigningKey(alg="RS256", kid=dot_keys[0].thumbprint(), jwk=dot_keys[0])
-    if alg in published.active_algs():
+    if SERVER_KEY_ALG.get(alg, alg) in published.active_algs():
         raise KeyUnavailable(f"The new {alg} key starts signing once every process publishes it (within a second).")
     raise KeyUnavailable(f"No active server key for {alg}; run `manage.py jarm_keys generate --alg {alg}`.")
 

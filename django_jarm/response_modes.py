@@ -66,7 +66,7 @@ class _RedirectMode(ResponseMode):
     ) -> HttpResponse:
         response = OAuth2ResponseRedirect(self.location(redirect_uri, params), allowed_schemes)
         # FAPI 2.0 Security Profile 5.3.2.2 advises 303 for redirects after a POST.
-        response.status_code = jarm_settings.REDIRECT_STATUS
+        response.status_code = jarm_settings.redirect_status
         return _no_store(response)
 
 
@@ -185,6 +185,15 @@ def jwt_mode_name(response_type: str) -> str:
     return "fragment.jwt" if carries_tokens(response_type) else "query.jwt"
 
 
+def jwt_twin(mode: ResponseMode, response_type: str, *, encrypted: bool) -> ResponseMode:
+    """The JWT mode a refusal of a request for ``mode`` travels in: ``mode`` itself when it is one."""
+    twin = mode.name if mode.is_jwt else f"{mode.plain_name}.jwt"
+    if twin == "query.jwt" and carries_tokens(response_type) and not encrypted:
+        # JARM 2.3.1: a token response type is answered in query.jwt only when encrypted.
+        twin = "fragment.jwt"
+    return RESPONSE_MODES[twin]
+
+
 @dataclass(frozen=True)
 class ClientPolicy:
     """What a client may ask for; built from its settings and the server's."""
@@ -201,6 +210,8 @@ class ModeDecision:
     requested: str | None
     mode: ResponseMode
     refusal: Refusal | None = None
+    #: The requested mode cannot be honoured at all (unknown, repeated): answered plainly.
+    unsupported: bool = False
 
 
 def _invalid(description: str) -> Refusal:
@@ -213,22 +224,19 @@ def resolve_response_mode(requested: Sequence[str], response_type: str, policy: 
     supported = jarm_settings.response_modes
     if len(requested) > 1:
         # RFC 6749 3.1: request parameters must not be included more than once.
-        return ModeDecision(None, default, _invalid("response_mode must not be repeated."))
+        return ModeDecision(None, default, _invalid("response_mode must not be repeated."), unsupported=True)
     name = requested[0] if requested else None
     if name is not None and (name not in supported or (name != "jwt" and name not in RESPONSE_MODES)):
         # Unknown or not offered: it cannot be honoured, so the error goes back in the plain default
         # mode of the response type (as the certified reference implementation does).
-        return ModeDecision(name, default, _invalid("Unsupported response_mode."))
+        return ModeDecision(name, default, _invalid("Unsupported response_mode."), unsupported=True)
 
     resolved = jwt_mode_name(response_type) if name == "jwt" else (name or default.name)
     mode = RESPONSE_MODES[resolved]
 
     def refuse(description: str) -> ModeDecision:
-        twin = resolved if mode.is_jwt else f"{mode.plain_name}.jwt"
-        if twin == "query.jwt" and carries_tokens(response_type) and not policy.encrypted:
-            twin = "fragment.jwt"
         # A supported mode refused by policy: the refusal itself travels as a JWT.
-        return ModeDecision(name, RESPONSE_MODES[twin], _invalid(description))
+        return ModeDecision(name, jwt_twin(mode, response_type, encrypted=policy.encrypted), _invalid(description))
 
     if name is None and default.name not in supported:
         return refuse("This server requires response_mode=jwt.")

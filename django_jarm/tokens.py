@@ -46,11 +46,13 @@ SIGNING_KEY_TYPES: dict[str, tuple[str, str | None]] = {
     "ES384": ("EC", "P-384"),
     "ES512": ("EC", "P-521"),
     "EdDSA": ("OKP", "Ed25519"),
+    # RFC 9864: the fully specified name of EdDSA with Ed25519; the same signature.
+    "Ed25519": ("OKP", "Ed25519"),
 }
 
 # The allow-lists: one stateless algorithm object per name in conf's lists, which never hold
 # "none" or RSA1_5 (FAPI 1.0 Advanced 8.6.1). A name outside them cannot be signed or encrypted.
-_SIGNERS = {alg: JWA.signing_alg(alg) for alg in ALL_SIGNING_ALGS}
+_SIGNERS = {alg: JWA.signing_alg("EdDSA" if alg == "Ed25519" else alg) for alg in ALL_SIGNING_ALGS}
 _KEY_MANAGEMENT = {alg: JWA.keymgmt_alg(alg) for alg in ALL_ENCRYPTION_ALGS}
 _CONTENT_ENCRYPTION = {enc: JWA.encryption_alg(enc) for enc in ALL_ENCRYPTION_ENCS}
 

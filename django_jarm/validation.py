@@ -7,6 +7,8 @@ says what is wrong, in words an operator or a registering client can act on.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import ipaddress
 import json
 from collections.abc import Mapping
@@ -31,6 +33,7 @@ from .conf import (
     jarm_settings,
 )
 from .exceptions import KeyUnavailable
+from .profiles import client_settings_problems
 
 #: JWK members that only a private or symmetric key has (RFC 7518 6.2.2, 6.3.2, 6.4; RFC 8037).
 PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
@@ -82,7 +85,11 @@ Errors = dict[str, list[str]]
 
 def client_metadata_errors(metadata: ClientMetadata, application: Any | None) -> Errors:
     """Everything wrong with ``metadata`` for ``application`` (``None``: not created yet), by field."""
-    errors: Errors = {}
+    # The FAPI profile's refusals first: they name the fix; the generic "not enabled" then stays quiet.
+    errors: Errors = {
+        name: [message]
+        for name, message in client_settings_problems(jarm_settings.profile, dataclasses.asdict(metadata)).items()
+    }
 
     def add(name: str, message: str) -> None:
         errors.setdefault(name, []).append(message)
@@ -91,10 +98,12 @@ def client_metadata_errors(metadata: ClientMetadata, application: Any | None) ->
     if not isinstance(alg, str) or alg == "none" or alg not in ("", *ALL_SIGNING_ALGS):
         add("authorization_signed_response_alg", _("Unsupported signing algorithm."))
     elif alg and alg not in jarm_settings.signing_algs:
-        add(
-            "authorization_signed_response_alg",
-            _("%(alg)s is not enabled on this server (JARM['SIGNING_ALGS_SUPPORTED'] or the profile).") % {"alg": alg},
-        )
+        if "authorization_signed_response_alg" not in errors:
+            add(
+                "authorization_signed_response_alg",
+                _("%(alg)s is not enabled on this server (JARM['SIGNING_ALGS_SUPPORTED'] or the profile).")
+                % {"alg": alg},
+            )
     elif alg in SYMMETRIC_SIGNING_ALGS and application is not None:
         problem = hmac_secret_problem(application, alg)
         if problem:
@@ -104,12 +113,13 @@ def client_metadata_errors(metadata: ClientMetadata, application: Any | None) ->
     enc = metadata.authorization_encrypted_response_enc
     if not isinstance(encryption_alg, str) or encryption_alg not in ("", *ALL_ENCRYPTION_ALGS):
         add("authorization_encrypted_response_alg", _("Unsupported encryption algorithm (never RSA1_5)."))
-    elif encryption_alg and encryption_alg not in jarm_settings.encryption_algs:
-        add(
-            "authorization_encrypted_response_alg",
-            _("%(alg)s is not enabled on this server (JARM['ENCRYPTION_ALGS_SUPPORTED'] or the profile).")
-            % {"alg": encryption_alg},
-        )
+    elif encryption_alg and encryption_alg not in jarm_settings.encryption_algs:  # noqa: SIM102
+        if "authorization_encrypted_response_alg" not in errors:
+            add(
+                "authorization_encrypted_response_alg",
+                _("%(alg)s is not enabled on this server (JARM['ENCRYPTION_ALGS_SUPPORTED'] or the profile).")
+                % {"alg": encryption_alg},
+            )
     if not isinstance(enc, str) or enc not in ("", *ALL_ENCRYPTION_ENCS):
         add("authorization_encrypted_response_enc", _("Unsupported content encryption."))
     elif enc and not encryption_alg:
@@ -332,7 +342,22 @@ def _b64_member(key: dict[str, Any], member: str) -> bytes:
 _BASE64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
-def public_key_problem(key: dict[str, Any]) -> str:
+def public_key_problem(key: Mapping[str, Any]) -> str:
+    """Why the public JWK ``key`` is too weak or unusable to encrypt to, or ``""`` (remembered per key)."""
+    try:
+        serialized = json.dumps(key, sort_keys=True)
+    except (TypeError, ValueError):
+        return _("A key of the client is not valid JSON.")
+    return _public_key_problem(serialized)
+
+
+@functools.lru_cache(maxsize=1024)
+def _public_key_problem(serialized: str) -> str:
+    """A pure function of the key's content: remembering its answer can never be stale."""
+    return _check_public_key(json.loads(serialized))
+
+
+def _check_public_key(key: dict[str, Any]) -> str:
     """Why the public JWK ``key`` is too weak or unusable to encrypt to, or ``""``.
 
     RSA: a modulus of 2048 to 16384 bits and a valid exponent; EC: a point on its curve; OKP: a

@@ -39,6 +39,7 @@ from .conf import jarm_settings
 from .exceptions import Refusal
 from .forms import JARMAllowForm
 from .keys import available_signing_algs, published_jwks_json
+from .profiles import discovery_overrides
 from .registration import add_registration_endpoint
 
 logger = logging.getLogger(__name__)
@@ -176,6 +177,11 @@ class JARMAuthorizationMixin:
                     response_modes=tuple(self.get_requested_response_modes()),
                     request_object="request" in self.request.GET or "request" in submitted,
                     request_uri=bool(request_uri) and not request_uri.startswith(PUSHED_REQUEST_URI_PREFIX),
+                    # As oauthlib read them when it did (the credentials), else as submitted.
+                    code_challenge=credentials.get("code_challenge", submitted.get("code_challenge")),
+                    code_challenge_method=credentials.get(
+                        "code_challenge_method", submitted.get("code_challenge_method")
+                    ),
                 ),
             )
         refusal = self.jarm_plan.refusal
@@ -192,6 +198,15 @@ class JARMAuthorizationMixin:
             CustomOAuth2Error(error=refusal.error, description=refusal.description, state=self.jarm_plan.request.state),
             redirect_uri=self.jarm_plan.request.redirect_uri,
         )
+
+    def _pkce_parameters(self, credentials: dict[str, Any]) -> tuple[str | None, str | None]:
+        """The request's ``code_challenge`` and ``code_challenge_method``, as oauthlib read them when it did."""
+        submitted = self.request.POST if self.request.method == "POST" else self.request.GET
+
+        def value(name: str) -> str | None:
+            return credentials[name] if name in credentials else submitted.get(name)
+
+        return value("code_challenge"), value("code_challenge_method")
 
     @staticmethod
     def _application(credentials: dict[str, Any], client_id: str) -> Any:
@@ -279,6 +294,7 @@ class _JARMMetadataMixin:
             data = json.loads(response.content)
             data.update(jarm_metadata(request))
             add_registration_endpoint(data, request)
+            data = discovery_overrides(jarm_settings.profile, data)
             if not data.get("jwks_uri"):
                 data["jwks_uri"] = _jwks_url(request)
             headers = [

@@ -143,12 +143,12 @@ JARM = {
     # The other settings, with their defaults:
     # "ISSUER": None,  # None: DOT's issuer (here http://127.0.0.1:8000/o)
     # "DEFAULT_SIGNING_ALG": "RS256",  # for clients without authorization_signed_response_alg
-    # "SIGNING_ALGS_SUPPORTED": [...],  # RS*, PS*, ES*, EdDSA; list HS256/384/512 to enable them
+    # "SIGNING_ALGS_SUPPORTED": [...],  # RS*, PS*, ES*, EdDSA, Ed25519; list HS256/384/512 to enable them
     # "ENCRYPTION_ALGS_SUPPORTED": [...],
     # "ENCRYPTION_ENCS_SUPPORTED": [...],
     # "RESPONSE_MODES_SUPPORTED": [...],  # query, fragment, form_post and the .jwt twins, jwt
     # "REQUIRE_JARM": False,  # refuse plain response modes for every client
-    # "PROFILE": None,  # or "fapi1-advanced", "fapi2-message-signing"
+    # "PROFILE": None,  # or "fapi1-advanced", "fapi2-message-signing" (README: FAPI profiles)
     # "INCLUDE_IAT": True,
     # "STATE_REFRESH_SECONDS": 1.0,  # a committed change applies in every process within this bound
     # "JWKS_MAX_AGE": None,  # JWK Set max-age (None: OIDC_JWKS_MAX_AGE_SECONDS); rotation waits for it

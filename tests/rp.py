@@ -32,6 +32,7 @@ ALL_JWS_ALGS = [
     "ES384",
     "ES512",
     "EdDSA",
+    "Ed25519",
     "HS256",
     "HS384",
     "HS512",

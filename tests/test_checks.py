@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import re
+from io import StringIO
 from pathlib import Path
 
 import pytest
@@ -101,31 +103,46 @@ def test_e007_unknown_profile():
 
 
 @pytest.mark.parametrize(
+    ("jarm", "named"),
+    [
+        ({"PROFILE": "fapi1-advanced", "DEFAULT_SIGNING_ALG": "RS256"}, "RS256"),
+        ({"PROFILE": "fapi1-advanced", "SIGNING_ALGS_SUPPORTED": ["PS256", "EdDSA"]}, "EdDSA"),
+        (
+            {
+                "PROFILE": "fapi2-message-signing",
+                "DEFAULT_SIGNING_ALG": "PS256",
+                "SIGNING_ALGS_SUPPORTED": ["PS256", "HS256"],
+            },
+            "HS256",
+        ),
+        ({"PROFILE": "fapi2-message-signing", "ENCRYPTION_ALGS_SUPPORTED": ["RSA-OAEP-256", "A128KW"]}, "A128KW"),
+    ],
+    ids=["explicit-rs256-default", "explicit-eddsa-fapi1", "hmac", "symmetric-encryption"],
+)
+def test_e008_profile_conflicts(jarm, named):
+    messages = settings_check(**jarm)
+    assert ids(messages) == ["django_jarm.E008"]
+    assert f"but {named} is configured." in messages[0].msg
+    assert "JARM[" in messages[0].hint
+
+
+@pytest.mark.parametrize(
     "jarm",
     [
-        {"PROFILE": "fapi1-advanced"},  # DEFAULT_SIGNING_ALG stays RS256
+        {"PROFILE": "fapi1-advanced"},
+        {"PROFILE": "fapi2-message-signing"},
+        {"PROFILE": "fapi1-advanced", "SIGNING_ALGS_SUPPORTED": ["ES256"]},
         {
             "PROFILE": "fapi2-message-signing",
             "DEFAULT_SIGNING_ALG": "PS256",
-            "SIGNING_ALGS_SUPPORTED": ["PS256", "HS256"],
+            "SIGNING_ALGS_SUPPORTED": ["PS256", "ES256", "EdDSA", "Ed25519"],
+            "ENCRYPTION_ALGS_SUPPORTED": ["RSA-OAEP-256", "ECDH-ES"],
         },
-        {"PROFILE": "fapi2-message-signing", "DEFAULT_SIGNING_ALG": "PS256", "SIGNING_ALGS_SUPPORTED": ["PS256"]},
     ],
-    ids=["rs256-default", "hmac", "symmetric-encryption"],
+    ids=["fapi1-defaults", "fapi2-defaults", "fapi1-es256-only", "fapi2-explicit"],
 )
-def test_e008_profile_conflicts(jarm):
-    messages = settings_check(**jarm)
-    assert "django_jarm.E008" in ids(messages)
-    assert "JARM[" in next(m for m in messages if m.id == "django_jarm.E008").hint
-
-
-def test_profile_without_conflict():
-    jarm = {
-        "PROFILE": "fapi2-message-signing",
-        "DEFAULT_SIGNING_ALG": "PS256",
-        "SIGNING_ALGS_SUPPORTED": ["PS256", "ES256", "EdDSA"],
-        "ENCRYPTION_ALGS_SUPPORTED": ["RSA-OAEP-256", "ECDH-ES"],
-    }
+def test_profile_without_conflict(jarm):
+    """The profile narrows the default lists (and picks the default algorithm) instead of refusing them."""
     assert settings_check(**jarm) == []
 
 
@@ -147,9 +164,68 @@ def test_e012_fapi2_with_dots_par_turned_off():
 
 
 @pytest.mark.skipif(dot_has_par(), reason="the installed django-oauth-toolkit has pushed authorization requests")
-def test_e011_is_not_raised_where_dot_has_no_par():
+def test_e012_is_not_raised_where_dot_has_no_par():
     # There is nothing to turn on: the profile cannot require what DOT does not serve.
     assert settings_check(**FAPI2_CLEAN) == []
+
+
+def readme_fapi_examples() -> list[dict]:
+    """Every ``JARM = {...}`` of the README's FAPI profiles section."""
+    section = README.split("### FAPI profiles", 1)[1].split("\n### ", 1)[0]
+    found = [ast.literal_eval(match) for match in re.findall(r"^JARM = (\{.*?\})$", section, flags=re.M | re.S)]
+    assert found, "the README's FAPI profiles section has no JARM example"
+    return found
+
+
+def test_readme_fapi_examples_pass_manage_py_check():
+    for example in readme_fapi_examples():
+        with override_settings(JARM=example):
+            out = StringIO()
+            call_command("check", stdout=out, stderr=out)  # raises SystemCheckError on any error
+            assert "no issues" in out.getvalue(), (example, out.getvalue())
+
+
+@pytest.mark.django_db
+def test_readme_fapi_examples_pass_the_database_checks_with_their_keys(make_app):
+    for alg in ("PS256", "ES256", "EdDSA"):
+        generate_server_key(alg)
+    make_app(jarm={"authorization_signed_response_alg": "ES256", "response_modes": ["jwt"]})
+    for example in readme_fapi_examples():
+        with override_settings(JARM=example):
+            messages = [*checks.check_keys(databases=["default"]), *checks.check_client_profiles(databases=["default"])]
+        assert [m for m in messages if m.is_serious()] == [], example
+
+
+@pytest.mark.django_db
+def test_e011_client_settings_conflict_with_the_profile(make_app):
+    rs256 = make_app(jarm={"authorization_signed_response_alg": "RS256"})
+    symmetric = make_app(
+        hash_client_secret=False, client_secret="s" * 64, jarm={"authorization_encrypted_response_alg": "A256KW"}
+    )
+    make_app(jarm={"authorization_signed_response_alg": "PS256"})
+    make_app()  # no settings row: the server defaults, which the profile narrows
+    with override_settings(JARM={"PROFILE": "fapi1-advanced"}):
+        messages = checks.check_client_profiles(databases=["default"])
+    assert ids(messages) == ["django_jarm.E011"]
+    assert messages[0].msg == (
+        f"Client {rs256.client_id}: FAPI 1.0 Advanced (JARM['PROFILE']) allows only PS256, ES256 for signing "
+        "responses, not RS256: choose one of them."
+    )
+    assert "authorization_signed_response_alg" in messages[0].hint
+    with override_settings(JARM={"PROFILE": "fapi2-message-signing"}):
+        messages = checks.check_client_profiles(databases=["default"])
+    assert ids(messages) == ["django_jarm.E011", "django_jarm.E011"]
+    assert [m.msg.split(":")[0] for m in messages] == [f"Client {rs256.client_id}", f"Client {symmetric.client_id}"]
+    with override_settings(JARM={}):
+        assert checks.check_client_profiles(databases=["default"]) == []
+
+
+@pytest.mark.django_db
+def test_e011_runs_through_manage_py_check_with_the_database(make_app):
+    make_app(jarm={"authorization_signed_response_alg": "RS256"})
+    generate_server_key("PS256")
+    with override_settings(JARM={"PROFILE": "fapi1-advanced"}), pytest.raises(SystemCheckError, match="E011"):
+        call_command("check", databases=["default"])
 
 
 @pytest.mark.django_db
@@ -167,6 +243,7 @@ def test_e009_and_w002_keys_missing():
 def test_database_checks_need_a_database():
     assert checks.check_keys(databases=None) == []
     assert checks.check_clients(databases=None) == []
+    assert checks.check_client_profiles(databases=None) == []
 
 
 @pytest.mark.django_db

@@ -24,6 +24,7 @@ def test_every_setting_defaults_when_jarm_is_absent():
             "ES384",
             "ES512",
             "EdDSA",
+            "Ed25519",
         ],
         "ENCRYPTION_ALGS_SUPPORTED": [
             "RSA-OAEP",
@@ -118,9 +119,9 @@ def test_unknown_key_in_the_setting_is_not_exposed():
 @pytest.mark.parametrize(
     ("profile", "expected"),
     [
-        (None, ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]),
+        (None, ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA", "Ed25519"]),
         ("fapi1-advanced", ["PS256", "ES256"]),
-        ("fapi2-message-signing", ["PS256", "ES256", "EdDSA"]),
+        ("fapi2-message-signing", ["PS256", "ES256", "EdDSA", "Ed25519"]),
     ],
 )
 def test_profile_restricts_signing_algs(profile, expected):
@@ -184,3 +185,44 @@ def test_response_modes_default_to_all():
         "form_post.jwt",
         "jwt",
     ]
+
+
+@pytest.mark.parametrize(
+    ("jarm", "default_alg", "status", "lifetime"),
+    [
+        ({}, "RS256", 302, 120),
+        ({"RESPONSE_LIFETIME": 900}, "RS256", 302, 900),  # check E004 reports it; no profile clamps it
+        ({"PROFILE": "fapi1-advanced"}, "PS256", 302, 120),
+        ({"PROFILE": "fapi1-advanced", "SIGNING_ALGS_SUPPORTED": ["ES256"]}, "ES256", 302, 120),
+        ({"PROFILE": "fapi2-message-signing", "RESPONSE_LIFETIME": 900}, "PS256", 303, 600),
+        (
+            {"PROFILE": "fapi2-message-signing", "REDIRECT_STATUS": 302, "DEFAULT_SIGNING_ALG": "ES256"},
+            "ES256",
+            302,
+            120,
+        ),
+    ],
+    ids=["defaults", "long-lifetime", "fapi1", "fapi1-es256-only", "fapi2", "fapi2-explicit"],
+)
+def test_profile_derived_values(jarm, default_alg, status, lifetime):
+    with override_settings(JARM=jarm):
+        assert jarm_settings.default_signing_alg == default_alg
+        assert jarm_settings.redirect_status == status
+        assert jarm_settings.response_lifetime == lifetime
+
+
+@pytest.mark.parametrize(
+    ("profile", "expected"),
+    [
+        (None, 13),
+        ("fapi1-advanced", 13),
+        ("fapi2-message-signing", 6),
+    ],
+)
+def test_profile_restricts_encryption_algs(profile, expected):
+    with override_settings(JARM={"PROFILE": profile}):
+        algs = jarm_settings.encryption_algs
+    assert len(algs) == expected
+    assert "RSA1_5" not in algs
+    if profile == "fapi2-message-signing":
+        assert algs == ["RSA-OAEP", "RSA-OAEP-256", "ECDH-ES", "ECDH-ES+A128KW", "ECDH-ES+A192KW", "ECDH-ES+A256KW"]

@@ -509,11 +509,6 @@ def test_one_active_key_per_alg_and_any_number_of_others():
     [
         ({}, {"authorization_signed_response_alg": "HS256"}, "authorization_signed_response_alg"),
         (
-            {"PROFILE": "fapi1-advanced"},
-            {"authorization_signed_response_alg": "RS256"},
-            "authorization_signed_response_alg",
-        ),
-        (
             {"ENCRYPTION_ALGS_SUPPORTED": ["RSA-OAEP-256"]},
             {"authorization_encrypted_response_alg": "RSA-OAEP", "jwks": {"keys": [RSA_PUBLIC_JWK]}},
             "authorization_encrypted_response_alg",
@@ -528,9 +523,58 @@ def test_one_active_key_per_alg_and_any_number_of_others():
             "authorization_encrypted_response_enc",
         ),
     ],
-    ids=["hs-not-enabled", "rs256-under-fapi", "alg-not-enabled", "enc-not-enabled"],
+    ids=["hs-not-enabled", "alg-not-enabled", "enc-not-enabled"],
 )
 def test_algorithms_the_server_does_not_enable_are_refused(make_settings, settings, jarm, fields, field):
     settings.JARM = jarm
     errors = errors_of(make_settings(**fields))
     assert "is not enabled on this server" in errors[field][0]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("profile", "fields", "field", "message"),
+    [
+        (
+            "fapi1-advanced",
+            {"authorization_signed_response_alg": "RS256"},
+            "authorization_signed_response_alg",
+            "FAPI 1.0 Advanced (JARM['PROFILE']) allows only PS256, ES256 for signing responses, not RS256: "
+            "choose one of them.",
+        ),
+        (
+            "fapi1-advanced",
+            {"authorization_signed_response_alg": "EdDSA"},
+            "authorization_signed_response_alg",
+            "FAPI 1.0 Advanced (JARM['PROFILE']) allows only PS256, ES256 for signing responses, not EdDSA: "
+            "choose one of them.",
+        ),
+        (
+            "fapi2-message-signing",
+            {"authorization_encrypted_response_alg": "A128KW"},
+            "authorization_encrypted_response_alg",
+            "FAPI 2.0 Message Signing (JARM['PROFILE']) allows only RSA-OAEP, RSA-OAEP-256, ECDH-ES, ECDH-ES+A128KW, "
+            "ECDH-ES+A192KW, ECDH-ES+A256KW for encrypting responses, not A128KW: choose one of them or clear the "
+            "encryption algorithm.",
+        ),
+        (
+            "fapi2-message-signing",
+            {"response_modes": ["jwt", "query", "form_post"]},
+            "response_modes",
+            "FAPI 2.0 Message Signing (JARM['PROFILE']) refuses every response in query, form_post: remove them "
+            "from the allowed response modes.",
+        ),
+    ],
+    ids=["fapi1-rs256", "fapi1-eddsa", "fapi2-symmetric-encryption", "fapi2-plain-modes"],
+)
+def test_client_settings_the_profile_refuses(make_settings, settings, profile, fields, field, message):
+    settings.JARM = {"PROFILE": profile}
+    secret = {"hash_client_secret": False, "client_secret": "s" * 64}  # usable for symmetric encryption
+    assert errors_of(make_settings(app=secret, **fields))[field] == [message]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("alg", ["PS256", "ES256", "EdDSA", "Ed25519"])
+def test_client_settings_the_fapi2_profile_accepts(make_settings, settings, alg):
+    settings.JARM = {"PROFILE": "fapi2-message-signing"}
+    make_settings(authorization_signed_response_alg=alg, response_modes=["jwt", "query.jwt"]).clean()

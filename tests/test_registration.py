@@ -371,13 +371,13 @@ INVALID = {
         {"authorization_signed_response_alg": "RS256"},
         {"PROFILE": "fapi2-message-signing"},
         "authorization_signed_response_alg",
-        "RS256 is not enabled on this server",
+        "allows only PS256, ES256, EdDSA, Ed25519 for signing",
     ),
     "symmetric encryption the profile forbids": (
         {"authorization_encrypted_response_alg": "A256KW"},
         {"PROFILE": "fapi2-message-signing"},
         "authorization_encrypted_response_alg",
-        "A256KW is not enabled on this server",
+        "for encrypting responses, not A256KW",
     ),
     "plain mode the profile forbids": (
         {"response_modes": ["query.jwt", "query"]},

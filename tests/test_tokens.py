@@ -241,7 +241,7 @@ def test_signing_failure_does_not_leak_jwcrypto():
     assert wrong.export_private() not in str(caught.value)
 
 
-@pytest.mark.parametrize("alg", ["none", "ES256K", "Ed25519", "HS1", ""])
+@pytest.mark.parametrize("alg", ["none", "ES256K", "Ed448", "HS1", ""])
 def test_signing_algorithms_outside_the_allow_list_fail(alg):
     key = oct_jwk(octets(64)) if alg in ("none", "HS1", "") else jwk.JWK.generate(kty="EC", crv="P-256")
     with pytest.raises(ConfigurationError) as caught:
