@@ -2,7 +2,8 @@
 
 Ids are ``django_jarm.E0xx`` (errors) and ``django_jarm.W0xx`` (warnings); each has a hint
 naming the setting to change. Checks that read the database are tagged ``database`` and run with
-``manage.py check --database default``; the ``deploy`` ones with ``--deploy``.
+``manage.py check --database default``; the key checks also run on a plain ``check`` or
+``runserver`` once the default database is migrated. The ``deploy`` ones run with ``--deploy``.
 """
 
 from __future__ import annotations
@@ -210,8 +211,52 @@ def _check_algorithms() -> list[CheckMessage]:
 
 @register(Tags.database)
 def check_keys(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The server keys: E009, W002, E010. Runs with ``check --database default`` (and ``migrate``)."""
     if not databases:
         return []
+    return _key_messages()
+
+
+@register("django_jarm")
+def check_keys_without_database_option(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """The same key checks on a plain ``check``, ``runserver`` or ``test``, when the database is ready.
+
+    Django runs ``database``-tagged checks only when asked for a database, so "nothing can sign"
+    would otherwise stay silent until the first client gets ``server_error``. With a database
+    given, :func:`check_keys` already runs; without one, the default database is read only when it
+    is reachable and migrated, and any failure to read it means "nothing to say".
+    """
+    if databases or not _default_database_is_migrated():
+        return []
+    return _key_messages()
+
+
+def _default_database_is_migrated() -> bool:
+    from django.db import DEFAULT_DB_ALIAS, connections
+
+    from .models import ServerKey
+
+    try:
+        connection = connections[DEFAULT_DB_ALIAS]
+        name = str(connection.settings_dict.get("NAME") or "")
+        if connection.vendor == "sqlite" and not _sqlite_database_exists(name):
+            return False  # connecting would create an empty file
+        return ServerKey._meta.db_table in connection.introspection.table_names()
+    except Exception:  # unreachable, misconfigured or blocked (tests): the check has nothing to say
+        return False
+
+
+def _sqlite_database_exists(name: str) -> bool:
+    if not name or name == ":memory:" or name.startswith("file:") or "mode=memory" in name:
+        return True  # in memory, or a URI: nothing is created on disk by looking
+    from pathlib import Path
+
+    return Path(name).exists()
+
+
+def _key_messages() -> list[CheckMessage]:
     from django.db import DatabaseError
 
     from .exceptions import KeyDecryptionError
@@ -239,12 +284,16 @@ def check_keys(app_configs: Any = None, databases: Any = None, **kwargs: Any) ->
                 id="django_jarm.E009",
             )
         )
+    # On the default list (every algorithm) discovery simply leaves out those without a key; only
+    # algorithms enabled on purpose in SIGNING_ALGS_SUPPORTED deserve a warning.
+    configured = getattr(settings, SETTING_NAME, {})
+    chosen = isinstance(configured, dict) and "SIGNING_ALGS_SUPPORTED" in configured
     missing = [
         alg
         for alg in jarm_settings.signing_algs
         if alg not in SYMMETRIC_SIGNING_ALGS and alg not in active and alg != default
     ]
-    if missing:
+    if missing and chosen:
         messages.append(
             Warning(
                 f"Enabled signing algorithm(s) without an active key: {', '.join(missing)}. They are left out of "

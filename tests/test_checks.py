@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
+from django.db import connection
 from django.test import override_settings
 
 from django_jarm import checks
@@ -130,9 +132,10 @@ def test_profile_without_conflict():
 
 @pytest.mark.django_db
 def test_e009_and_w002_keys_missing():
-    with override_settings(JARM={"DEFAULT_SIGNING_ALG": "PS256"}):
+    with override_settings(JARM={"DEFAULT_SIGNING_ALG": "PS256", "SIGNING_ALGS_SUPPORTED": ["PS256", "ES256"]}):
         messages = checks.check_keys(databases=["default"])
     assert ids(messages) == ["django_jarm.E009", "django_jarm.W002"]
+    assert "without an active key: ES256." in messages[1].msg
     assert "jarm_keys generate --alg PS256" in messages[0].hint
     generate_server_key("PS256")
     with override_settings(JARM={"DEFAULT_SIGNING_ALG": "PS256", "SIGNING_ALGS_SUPPORTED": ["RS256", "PS256"]}):
@@ -140,9 +143,61 @@ def test_e009_and_w002_keys_missing():
 
 
 @pytest.mark.django_db
+def test_w002_quiet_on_the_default_algorithm_list():
+    # Every algorithm is enabled by default; discovery lists those with a key, nothing to warn about.
+    with override_settings(JARM={"DEFAULT_SIGNING_ALG": "PS256"}):
+        assert ids(checks.check_keys(databases=["default"])) == ["django_jarm.E009"]
+
+
+@pytest.mark.django_db
 def test_database_checks_need_a_database():
     assert checks.check_keys(databases=None) == []
     assert checks.check_clients(databases=None) == []
+
+
+@pytest.mark.django_db
+def test_key_checks_run_on_a_plain_check_once_the_database_is_migrated():
+    # `manage.py check` and `runserver` pass no database: E009 must show there too, once.
+    with override_settings(JARM={"DEFAULT_SIGNING_ALG": "PS256"}), pytest.raises(SystemCheckError) as raised:
+        call_command("check")
+    assert str(raised.value).count("django_jarm.E009") == 1
+    with override_settings(JARM={"DEFAULT_SIGNING_ALG": "PS256"}), pytest.raises(SystemCheckError) as raised:
+        call_command("check", "--database", "default")
+    assert str(raised.value).count("django_jarm.E009") == 1
+    generate_server_key("PS256")
+    with override_settings(JARM={"DEFAULT_SIGNING_ALG": "PS256"}):
+        call_command("check")
+
+
+@pytest.mark.django_db
+def test_plain_check_leaves_the_work_to_the_database_check_when_one_is_given():
+    with override_settings(JARM={"DEFAULT_SIGNING_ALG": "PS256"}):
+        assert checks.check_keys_without_database_option(databases=["default"]) == []
+        assert ids(checks.check_keys_without_database_option(databases=None)) == ["django_jarm.E009"]
+
+
+def test_plain_check_is_silent_without_database_access():
+    # No django_db mark: the test database is blocked, as an unreachable one would fail.
+    with override_settings(JARM={"DEFAULT_SIGNING_ALG": "PS256"}):
+        assert checks.check_keys_without_database_option(databases=None) == []
+
+
+@pytest.mark.django_db
+def test_plain_check_is_silent_before_migrate():
+    with (
+        override_settings(JARM={"DEFAULT_SIGNING_ALG": "PS256"}),
+        mock.patch.object(connection.introspection, "table_names", return_value=["django_migrations"]),
+    ):
+        assert checks.check_keys_without_database_option(databases=None) == []
+
+
+def test_plain_check_never_creates_a_sqlite_file(tmp_path):
+    missing = tmp_path / "db.sqlite3"
+    assert checks._sqlite_database_exists(str(missing)) is False
+    assert not missing.exists()
+    missing.write_bytes(b"")
+    assert checks._sqlite_database_exists(str(missing)) is True
+    assert checks._sqlite_database_exists(":memory:") is True
 
 
 @pytest.mark.django_db
