@@ -2,8 +2,9 @@
 
 Ids are ``django_jarm.E0xx`` (errors) and ``django_jarm.W0xx`` (warnings); each has a hint
 naming the setting to change. Checks that read the database are tagged ``database`` and run with
-``manage.py check --database default``; the key checks also run on a plain ``check`` or
-``runserver`` once the default database is migrated. The ``deploy`` ones run with ``--deploy``.
+``manage.py check --database default``; a plain ``check`` or ``runserver`` reports the most
+common of them, no key for the default algorithm, as the warning W007 once the default database
+is migrated. The ``deploy`` ones run with ``--deploy``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ CHECK_IDS = {
     "django_jarm.E008": "PROFILE conflicts with the algorithm settings",
     "django_jarm.E009": "no active key for DEFAULT_SIGNING_ALG (database)",
     "django_jarm.W002": "an enabled signing algorithm has no active key (database)",
+    "django_jarm.W007": "no active key for DEFAULT_SIGNING_ALG (E009 on a check without --database)",
     "django_jarm.W003": "a client's HS* signing or secret-derived encryption cannot work (database)",
     "django_jarm.E010": "a stored server key cannot be decrypted (database)",
     "django_jarm.W004": "http jwks_uri allowed with DEBUG off (deploy)",
@@ -218,19 +220,62 @@ def check_keys(app_configs: Any = None, databases: Any = None, **kwargs: Any) ->
 
 
 @register("django_jarm")
-def check_keys_without_database_option(
+def check_default_key_without_database_option(
     app_configs: Any = None, databases: Any = None, **kwargs: Any
 ) -> list[CheckMessage]:
-    """The same key checks on a plain ``check``, ``runserver`` or ``test``, when the database is ready.
+    """W007, E009's twin, on a plain ``check``, ``runserver``, ``shell``… once the database is migrated.
 
     Django runs ``database``-tagged checks only when asked for a database, so "nothing can sign"
-    would otherwise stay silent until the first client gets ``server_error``. With a database
-    given, :func:`check_keys` already runs; without one, the default database is read only when it
-    is reachable and migrated, and any failure to read it means "nothing to say".
+    would otherwise stay silent until the first client gets ``server_error``. A warning, not an
+    error, so that it never blocks a command (``jarm_keys generate`` above all). With a database
+    given, :func:`check_keys` reports E009 instead. The default database is read only when it is
+    reachable and migrated (SQLite: when its file exists); any failure to read it means "nothing to
+    say". ``SILENCED_SYSTEM_CHECKS = ["django_jarm.W007"]`` also skips the database access.
     """
-    if databases or not _default_database_is_migrated():
+    if databases or "django_jarm.W007" in settings.SILENCED_SYSTEM_CHECKS or not _default_database_is_migrated():
         return []
-    return _key_messages()
+    try:
+        active = _active_algs()
+    except Exception:  # as above: a database that cannot be read has nothing to say here
+        return []
+    problem = _default_key_missing(active)
+    if problem is None:
+        return []
+    message, hint = problem
+    return [
+        Warning(
+            message,
+            hint=f"{hint} (`check --database default` reports this as django_jarm.E009.)",
+            id="django_jarm.W007",
+        )
+    ]
+
+
+def _active_algs() -> set[str]:
+    from oauth2_provider.settings import oauth2_settings
+
+    from .models import ServerKey
+
+    active = set(ServerKey.objects.filter(status=ServerKey.Status.ACTIVE).values_list("alg", flat=True))
+    if oauth2_settings.OIDC_RSA_PRIVATE_KEY:
+        active.add("RS256")  # DOT's OIDC key signs RS256
+    return active
+
+
+def _default_key_missing(active: set[str]) -> tuple[str, str] | None:
+    """(message, hint) when no key signs DEFAULT_SIGNING_ALG, else None."""
+    default = jarm_settings.DEFAULT_SIGNING_ALG
+    if default not in jarm_settings.signing_algs or default in SYMMETRIC_SIGNING_ALGS or default in active:
+        return None
+    have = ", ".join(sorted(active))
+    switch = (
+        f" (active keys exist for {have}: set {SETTING_NAME}['DEFAULT_SIGNING_ALG'] to one of them)" if have else ""
+    )
+    return (
+        f"No active server key for {SETTING_NAME}['DEFAULT_SIGNING_ALG'] {default!r}: clients without "
+        "their own algorithm get server_error.",
+        f"Run `manage.py jarm_keys generate --alg {default}` or change {SETTING_NAME}['DEFAULT_SIGNING_ALG']{switch}.",
+    )
 
 
 def _default_database_is_migrated() -> bool:
@@ -274,16 +319,9 @@ def _key_messages() -> list[CheckMessage]:
         active.add("RS256")
     messages: list[CheckMessage] = []
     default = jarm_settings.DEFAULT_SIGNING_ALG
-    if default in jarm_settings.signing_algs and default not in SYMMETRIC_SIGNING_ALGS and default not in active:
-        messages.append(
-            Error(
-                f"No active server key for {SETTING_NAME}['DEFAULT_SIGNING_ALG'] {default!r}: clients without "
-                "their own algorithm get server_error.",
-                hint=f"Run `manage.py jarm_keys generate --alg {default}` or change "
-                f"{SETTING_NAME}['DEFAULT_SIGNING_ALG'].",
-                id="django_jarm.E009",
-            )
-        )
+    problem = _default_key_missing(active)
+    if problem is not None:
+        messages.append(Error(problem[0], hint=problem[1], id="django_jarm.E009"))
     # On the default list (every algorithm) discovery simply leaves out those without a key; only
     # algorithms enabled on purpose in SIGNING_ALGS_SUPPORTED deserve a warning.
     configured = getattr(settings, SETTING_NAME, {})

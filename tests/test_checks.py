@@ -156,39 +156,51 @@ def test_database_checks_need_a_database():
 
 
 @pytest.mark.django_db
-def test_key_checks_run_on_a_plain_check_once_the_database_is_migrated():
-    # `manage.py check` and `runserver` pass no database: E009 must show there too, once.
-    with override_settings(JARM={"DEFAULT_SIGNING_ALG": "PS256"}), pytest.raises(SystemCheckError) as raised:
+def test_w007_on_a_plain_check_once_the_database_is_migrated(capsys):
+    # `manage.py check` and `runserver` pass no database: the missing default key shows there too,
+    # as a warning (it must not block `jarm_keys generate`), and as E009 with --database.
+    with override_settings(JARM={"DEFAULT_SIGNING_ALG": "PS256"}):
         call_command("check")
-    assert str(raised.value).count("django_jarm.E009") == 1
+    output = capsys.readouterr().err
+    assert "django_jarm.W007" in output
+    assert "No active server key for JARM['DEFAULT_SIGNING_ALG'] 'PS256'" in output
+    assert "active keys exist for RS256" in output  # DOT's OIDC key
     with override_settings(JARM={"DEFAULT_SIGNING_ALG": "PS256"}), pytest.raises(SystemCheckError) as raised:
         call_command("check", "--database", "default")
     assert str(raised.value).count("django_jarm.E009") == 1
+    assert "W007" not in str(raised.value)
     generate_server_key("PS256")
     with override_settings(JARM={"DEFAULT_SIGNING_ALG": "PS256"}):
-        call_command("check")
+        assert checks.check_default_key_without_database_option(databases=None) == []
 
 
 @pytest.mark.django_db
-def test_plain_check_leaves_the_work_to_the_database_check_when_one_is_given():
+def test_w007_leaves_the_work_to_e009_when_a_database_is_given():
     with override_settings(JARM={"DEFAULT_SIGNING_ALG": "PS256"}):
-        assert checks.check_keys_without_database_option(databases=["default"]) == []
-        assert ids(checks.check_keys_without_database_option(databases=None)) == ["django_jarm.E009"]
+        assert checks.check_default_key_without_database_option(databases=["default"]) == []
+        assert ids(checks.check_default_key_without_database_option(databases=None)) == ["django_jarm.W007"]
 
 
-def test_plain_check_is_silent_without_database_access():
+@pytest.mark.django_db
+def test_w007_silenced_reads_nothing(django_assert_num_queries):
+    silenced = override_settings(JARM={"DEFAULT_SIGNING_ALG": "PS256"}, SILENCED_SYSTEM_CHECKS=["django_jarm.W007"])
+    with silenced, django_assert_num_queries(0):
+        assert checks.check_default_key_without_database_option(databases=None) == []
+
+
+def test_w007_silent_without_database_access():
     # No django_db mark: the test database is blocked, as an unreachable one would fail.
     with override_settings(JARM={"DEFAULT_SIGNING_ALG": "PS256"}):
-        assert checks.check_keys_without_database_option(databases=None) == []
+        assert checks.check_default_key_without_database_option(databases=None) == []
 
 
 @pytest.mark.django_db
-def test_plain_check_is_silent_before_migrate():
+def test_w007_silent_before_migrate():
     with (
         override_settings(JARM={"DEFAULT_SIGNING_ALG": "PS256"}),
         mock.patch.object(connection.introspection, "table_names", return_value=["django_migrations"]),
     ):
-        assert checks.check_keys_without_database_option(databases=None) == []
+        assert checks.check_default_key_without_database_option(databases=None) == []
 
 
 def test_plain_check_never_creates_a_sqlite_file(tmp_path):

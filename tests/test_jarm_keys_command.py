@@ -247,3 +247,18 @@ def test_import_of_a_key_already_stored_is_a_command_error(pem_file):
 
     assert str(excinfo.value) == f"Key {kid} is already stored."
     assert ServerKey.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_invalid_settings_stop_the_command_before_it_touches_a_key():
+    with override_settings(JARM={"RESPONSE_LIFETIME": 3600}), pytest.raises(CommandError, match=r"django_jarm\.E004"):
+        run("generate", "--alg", "ES256")
+    assert not ServerKey.objects.exists()
+
+
+@pytest.mark.django_db
+def test_no_system_check_warning_before_generating_the_missing_key():
+    with override_settings(JARM={"DEFAULT_SIGNING_ALG": "PS256"}):
+        out, err = run_with_stderr("generate", "--alg", "PS256")
+    assert "W007" not in out + err
+    assert err == ""

@@ -22,6 +22,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from oauth2_provider.settings import oauth2_settings
 
+from django_jarm.checks import check_settings
 from django_jarm.conf import SETTING_NAME, SYMMETRIC_SIGNING_ALGS, jarm_settings
 from django_jarm.exceptions import ConfigurationError
 from django_jarm.keys import (
@@ -50,6 +51,9 @@ def duration(value: str) -> datetime.timedelta:
 
 class Command(BaseCommand):
     help = "Manage the JARM signing keys of this authorization server."
+    # Django's checks would warn that no key signs the default algorithm (W007), the very thing
+    # this command fixes; handle() runs the JARM settings checks instead.
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         commands = parser.add_subparsers(dest="action", required=True)
@@ -77,6 +81,9 @@ class Command(BaseCommand):
         commands.add_parser("reencrypt", help="Re-encrypt every stored key under the current secret.")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        errors = [message for message in check_settings() if message.is_serious()]
+        if errors:
+            raise CommandError(f"{errors[0].msg} {errors[0].hint} ({errors[0].id})")
         action = options["action"]
         try:
             getattr(self, f"handle_{action}")(**options)
