@@ -29,7 +29,7 @@ from .conf import (
     jarm_settings,
 )
 
-#: Every check id with a one-line summary; the README lists them all (a test makes sure).
+#: Every check id with a one-line summary; docs/checks.md lists them all (a test makes sure).
 CHECK_IDS = {
     "django_jarm.E001": "JARM is not a dict",
     "django_jarm.W001": "unknown JARM key",
@@ -106,7 +106,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             messages.append(
                 Warning(
                     f"Unknown setting {SETTING_NAME}['{key}'].",
-                    hint=f"Remove {SETTING_NAME}['{key}'] or correct its name; see the README's settings table.",
+                    hint=f"Remove {SETTING_NAME}['{key}'] or correct its name; see docs/settings.md.",
                     id="django_jarm.W001",
                 )
             )

@@ -1,6 +1,7 @@
 """The README's Installation section, run as written in a fresh ``django-admin startproject``.
 
-The code blocks between ``<!-- installation`` and ``<!-- /installation -->`` are applied in a
+The code blocks between ``<!-- installation-start`` and ``<!-- installation-end -->`` (the part
+of the README that docs/installation.md includes too) are applied in a
 temporary directory: the settings block appended to ``mysite/settings.py``, the URL block as
 ``mysite/urls.py``, each shell line run (``pip install .`` is what installed the package under
 test; ``createsuperuser`` gets ``--noinput``), the Application block in ``manage.py shell``.
@@ -44,8 +45,8 @@ pytestmark = pytest.mark.slow
 def installation_blocks() -> list[tuple[str, str]]:
     """(language, code) of each fenced block in the README's Installation section."""
     text = README.read_text()
-    start = text.index("<!-- installation")
-    section = text[start : text.index("<!-- /installation -->", start)]
+    start = text.index("<!-- installation-start")
+    section = text[start : text.index("<!-- installation-end -->", start)]
     return [(lang, code) for lang, code in re.findall(r"^```(\w*)\n(.*?)^```$", section, flags=re.M | re.S)]
 
 
