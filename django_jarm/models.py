@@ -100,7 +100,8 @@ class ClientSettings(models.Model):
         verbose_name_plural = _("JARM client settings")
 
     def __str__(self) -> str:
-        return f"JARM settings of {self.application.client_id}"
+        # The admin inline's heading reads "JARM settings: <client_id>".
+        return str(self.application.client_id)
 
     @property
     def signing_alg(self) -> str:
