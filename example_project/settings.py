@@ -110,6 +110,8 @@ CACHES = {"default": cache_from_url(os.environ.get("REDIS_URL") or "locmem://")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
+# The admin's times in UTC, like the relying party's result pages and the JWT claims.
+TIME_ZONE = "UTC"
 STATIC_URL = "static/"
 
 LOGIN_URL = "/accounts/login/"
@@ -175,5 +177,10 @@ LOGGING = {
     "filters": {"redact": {"()": "django_jarm.log_filters.RedactSecretsFilter"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact"]}},
     "root": {"handlers": ["console"], "level": "INFO"},
-    "loggers": {"oauthlib": {"level": "INFO"}, "django.template": {"level": "INFO"}},
+    "loggers": {
+        "oauthlib": {"level": "INFO"},
+        "django.template": {"level": "INFO"},
+        # Django's own console handler (DEBUG only) would print each of its lines a second time.
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
 }
