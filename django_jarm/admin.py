@@ -220,10 +220,10 @@ add_inline_to_application_admin()
 
 
 def _short_time(moment: datetime.datetime | None) -> str:
-    """``2026-12-01 10:02`` in the current time zone: the key list fits a laptop screen."""
+    """``2026-12-01`` in the current time zone: the key list fits a laptop screen (times on the key page)."""
     if moment is None:
         return "-"
-    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M")
+    return timezone.localtime(moment).strftime("%Y-%m-%d")
 
 
 class GenerateKeyForm(forms.Form):
@@ -236,7 +236,8 @@ class GenerateKeyForm(forms.Form):
 
 @admin.register(ServerKey)
 class ServerKeyAdmin(admin.ModelAdmin):
-    list_display = ("kid", "alg", "status", "age", "created_on", "activated_on")
+    # Age counts from activation (or creation); the exact times are on each key's page.
+    list_display = ("key_id", "alg", "status", "age", "created_on")
     list_filter = ("alg", "status")
     search_fields = ("kid",)
     fields = ("kid", "alg", "kty", "crv", "status", "public_key", "created", "activated", "retiring_since", "retired")
@@ -249,13 +250,14 @@ class ServerKeyAdmin(admin.ModelAdmin):
         days = (timezone.now() - (obj.activated or obj.created)) // datetime.timedelta(days=1)
         return _("%(days)d days") % {"days": days}
 
+    @admin.display(description=_("kid"), ordering="kid")
+    def key_id(self, obj: ServerKey) -> str:
+        """The kid's first characters (the whole kid on hover, on the key page and in search)."""
+        return format_html('<span title="{}">{}…</span>', obj.kid, obj.kid[:12])
+
     @admin.display(description=_("created"), ordering="created")
     def created_on(self, obj: ServerKey) -> str:
         return _short_time(obj.created)
-
-    @admin.display(description=_("activated"), ordering="activated")
-    def activated_on(self, obj: ServerKey) -> str:
-        return _short_time(obj.activated)
 
     @admin.display(description=_("public key"))
     def public_key(self, obj: ServerKey) -> str:

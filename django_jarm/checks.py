@@ -42,7 +42,7 @@ CHECK_IDS = {
     "django_jarm.E008": "PROFILE conflicts with the algorithm settings",
     "django_jarm.E009": "no active key for DEFAULT_SIGNING_ALG (database)",
     "django_jarm.W002": "an enabled signing algorithm has no active key (database)",
-    "django_jarm.W007": "no active key for DEFAULT_SIGNING_ALG (E009 on a check without --database)",
+    "django_jarm.W007": "no active key for DEFAULT_SIGNING_ALG (E009's twin on every command)",
     "django_jarm.W003": "a client's HS* signing or secret-derived encryption cannot work (database)",
     "django_jarm.E010": "a stored server key cannot be decrypted (database)",
     "django_jarm.W004": "http jwks_uri allowed with DEBUG off (deploy)",
@@ -223,16 +223,18 @@ def check_keys(app_configs: Any = None, databases: Any = None, **kwargs: Any) ->
 def check_default_key_without_database_option(
     app_configs: Any = None, databases: Any = None, **kwargs: Any
 ) -> list[CheckMessage]:
-    """W007, E009's twin, on a plain ``check``, ``runserver``, ``shell``… once the database is migrated.
+    """W007, E009's twin, on every ``check``, ``runserver``, ``shell``… once the database is migrated.
 
     Django runs ``database``-tagged checks only when asked for a database, so "nothing can sign"
     would otherwise stay silent until the first client gets ``server_error``. A warning, not an
-    error, so that it never blocks a command (``jarm_keys generate`` above all). With a database
-    given, :func:`check_keys` reports E009 instead. The default database is read only when it is
-    reachable and migrated (SQLite: when its file exists); any failure to read it means "nothing to
-    say". ``SILENCED_SYSTEM_CHECKS = ["django_jarm.W007"]`` also skips the database access.
+    error, so that it never blocks a command (``jarm_keys generate`` above all). With
+    ``--database`` E009 reports the same as an error (Django 6 passes every alias to untagged
+    checks, so this check cannot tell the two cases apart and runs in both). The default database
+    is read only when it is reachable and migrated (SQLite: when its file exists); any failure to
+    read it means "nothing to say". ``SILENCED_SYSTEM_CHECKS = ["django_jarm.W007"]`` also skips
+    the database access.
     """
-    if databases or "django_jarm.W007" in settings.SILENCED_SYSTEM_CHECKS or not _default_database_is_migrated():
+    if "django_jarm.W007" in settings.SILENCED_SYSTEM_CHECKS or not _default_database_is_migrated():
         return []
     try:
         active = _active_algs()

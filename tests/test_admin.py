@@ -536,8 +536,10 @@ def test_the_applications_list_shows_the_client_id(admin_client, make_app):
 @pytest.mark.django_db
 def test_the_key_list_is_compact(admin_client, server_keys):
     content = admin_client.get("/admin/django_jarm/serverkey/").content.decode()
-    created = timezone.localtime(server_keys[0].created).strftime("%Y-%m-%d %H:%M")
+    created = timezone.localtime(server_keys[0].created).strftime("%Y-%m-%d")
     assert re.search(rf'<td class="field-created_on[^"]*">{created}</td>', content)
+    for key in server_keys:  # the kid's start, the whole kid on hover
+        assert f'<span title="{key.kid}">{key.kid[:12]}…</span>' in content
     for label in ("Activate the selected key", "Retire the selected keys", "Rotate the selected keys&#x27; algorithms"):
         assert f">{label}</option>" in content
 
