@@ -253,7 +253,7 @@ class ServerKeyAdmin(admin.ModelAdmin):
     @admin.display(description=_("kid"), ordering="kid")
     def key_id(self, obj: ServerKey) -> str:
         """The kid's first characters (the whole kid on hover, on the key page and in search)."""
-        return format_html('<span title="{}">{}…</span>', obj.kid, obj.kid[:12])
+        return format_html('<span title="{}">{}…</span>', obj.kid, obj.kid[:8])
 
     @admin.display(description=_("created"), ordering="created")
     def created_on(self, obj: ServerKey) -> str:

@@ -539,7 +539,7 @@ def test_the_key_list_is_compact(admin_client, server_keys):
     created = timezone.localtime(server_keys[0].created).strftime("%Y-%m-%d")
     assert re.search(rf'<td class="field-created_on[^"]*">{created}</td>', content)
     for key in server_keys:  # the kid's start, the whole kid on hover
-        assert f'<span title="{key.kid}">{key.kid[:12]}…</span>' in content
+        assert f'<span title="{key.kid}">{key.kid[:8]}…</span>' in content
     for label in ("Activate the selected key", "Retire the selected keys", "Rotate the selected keys&#x27; algorithms"):
         assert f">{label}</option>" in content
 

@@ -131,6 +131,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, obje
     env.update(
         {
             "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONUNBUFFERED": "1",  # runserver's check output is in its log once it listens
             "DJANGO_SUPERUSER_PASSWORD": PASSWORD,
             "PYTHONPATH": os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")])),
         }
