@@ -22,6 +22,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from oauth2_provider.models import get_application_model
 
@@ -44,8 +45,24 @@ from .models import ClientSettings, ServerKey
 _ASSUME_HTTPS: dict[str, Any] = {"assume_scheme": "https"} if django.VERSION >= (5, 0) else {}
 
 
+class JWKSetField(forms.JSONField):
+    """A JSON field whose empty value is an empty box, not the JSON literal ``null``."""
+
+    def prepare_value(self, value: Any) -> Any:
+        if value is None:
+            return ""
+        return super().prepare_value(value)
+
+
 class ClientSettingsForm(forms.ModelForm):
     """Choices come from what the server supports right now, not from every name we know."""
+
+    jwks = JWKSetField(
+        label=_("JWK Set"),
+        required=False,
+        help_text=ClientSettings._meta.get_field("jwks").help_text,
+        widget=forms.Textarea(attrs={"rows": 6, "cols": 80}),
+    )
 
     jwks_uri = forms.URLField(
         label=_("JWK Set URL"),
@@ -73,7 +90,6 @@ class ClientSettingsForm(forms.ModelForm):
             "response_modes",
             "require_jarm",
         )
-        widgets = {"jwks": forms.Textarea(attrs={"rows": 6, "cols": 80})}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -103,6 +119,12 @@ class ClientSettingsInline(admin.StackedInline):
     max_num = 1
     verbose_name = _("JARM settings")
     verbose_name_plural = _("JARM settings")
+
+    def get_extra(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> int:
+        """The empty form right away for a client without settings (saved only when filled in)."""
+        if obj is None or ClientSettings.objects.filter(application=obj).exists():
+            return 0
+        return 1
 
 
 # Preview --------------------------------------------------------------------------------
@@ -187,15 +209,35 @@ def add_inline_to_application_admin(site: admin.AdminSite = admin.site) -> None:
         type(
             f"JARM{current_class.__name__}",
             (JARMApplicationAdminMixin, current_class),
-            {"inlines": [*current_class.inlines, ClientSettingsInline], "__module__": __name__},
+            {
+                "inlines": [*current_class.inlines, ClientSettingsInline],
+                "list_display": _with_client_id(current_class.list_display),
+                "__module__": __name__,
+            },
         ),
     )
+
+
+def _with_client_id(list_display: Any) -> Any:
+    """DOT's columns with ``client_id`` after the name: the id clients, logs and checks use."""
+    columns = list(list_display)
+    if "client_id" in columns or columns == ["__str__"]:
+        return list_display
+    at = columns.index("name") + 1 if "name" in columns else len(columns)
+    return (*columns[:at], "client_id", *columns[at:])
 
 
 add_inline_to_application_admin()
 
 
 # Server keys ----------------------------------------------------------------------------
+
+
+def _short_time(moment: datetime.datetime | None) -> str:
+    """``2026-12-01`` in the current time zone: the key list fits a laptop screen (times on the key page)."""
+    if moment is None:
+        return "-"
+    return timezone.localtime(moment).strftime("%Y-%m-%d")
 
 
 class GenerateKeyForm(forms.Form):
@@ -208,10 +250,11 @@ class GenerateKeyForm(forms.Form):
 
 @admin.register(ServerKey)
 class ServerKeyAdmin(admin.ModelAdmin):
-    list_display = ("kid", "alg", "status", "age", "created", "activated")
+    # Age counts from activation (or creation); the exact times are on each key's page.
+    list_display = ("key_id", "alg", "status", "age", "created_on")
     list_filter = ("alg", "status")
     search_fields = ("kid",)
-    fields = ("kid", "alg", "kty", "crv", "status", "public_jwk", "created", "activated", "retiring_since", "retired")
+    fields = ("kid", "alg", "kty", "crv", "status", "public_key", "created", "activated", "retiring_since", "retired")
     readonly_fields = fields
     actions = ("activate_keys", "retire_keys", "rotate_algorithms")
     change_list_template = "admin/django_jarm/serverkey_change_list.html"
@@ -220,6 +263,23 @@ class ServerKeyAdmin(admin.ModelAdmin):
     def age(self, obj: ServerKey) -> str:
         days = (timezone.now() - (obj.activated or obj.created)) // datetime.timedelta(days=1)
         return _("%(days)d days") % {"days": days}
+
+    @admin.display(description=_("kid"), ordering="kid")
+    def key_id(self, obj: ServerKey) -> str:
+        """The kid's first characters (the whole kid on hover, on the key page and in search)."""
+        return format_html('<span title="{}">{}…</span>', obj.kid, obj.kid[:8])
+
+    @admin.display(description=_("created"), ordering="created")
+    def created_on(self, obj: ServerKey) -> str:
+        return _short_time(obj.created)
+
+    @admin.display(description=_("public key"))
+    def public_key(self, obj: ServerKey) -> str:
+        """The public JWK as published, whole: long RSA moduli wrap instead of being cut off."""
+        return format_html(
+            '<pre style="white-space: pre-wrap; overflow-wrap: anywhere; margin: 0">{}</pre>',
+            json.dumps(obj.public_jwk, indent=2),
+        )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # keys are generated or imported, never typed in
@@ -231,10 +291,8 @@ class ServerKeyAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # retire instead: a deleted key cannot verify what it signed
 
-    @admin.action(
-        description=_("Activate the selected key (the active key of its algorithm becomes retiring)"),
-        permissions=["change"],
-    )
+    # Short labels: the action menu sits beside its "Go" button. What each does is in the docs.
+    @admin.action(description=_("Activate the selected key"), permissions=["change"])
     def activate_keys(self, request: HttpRequest, queryset: QuerySet[ServerKey]) -> None:
         keys = list(queryset)
         if len(keys) != 1:
@@ -242,15 +300,12 @@ class ServerKeyAdmin(admin.ModelAdmin):
             return
         self._run(request, activate_server_key, keys[0].kid, _("Key %(kid)s is active."))
 
-    @admin.action(description=_("Retire the selected keys (remove them from the JWKS)"), permissions=["change"])
+    @admin.action(description=_("Retire the selected keys"), permissions=["change"])
     def retire_keys(self, request: HttpRequest, queryset: QuerySet[ServerKey]) -> None:
         for key in queryset:
             self._run(request, retire_server_key, key.kid, _("Key %(kid)s is retired."))
 
-    @admin.action(
-        description=_("Rotate the selected keys' algorithms (next -> active -> retiring -> retired)"),
-        permissions=["change"],
-    )
+    @admin.action(description=_("Rotate the selected keys' algorithms"), permissions=["change"])
     def rotate_algorithms(self, request: HttpRequest, queryset: QuerySet[ServerKey]) -> None:
         for alg in sorted(set(queryset.values_list("alg", flat=True))):
             try:

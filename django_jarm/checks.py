@@ -2,7 +2,9 @@
 
 Ids are ``django_jarm.E0xx`` (errors) and ``django_jarm.W0xx`` (warnings); each has a hint
 naming the setting to change. Checks that read the database are tagged ``database`` and run with
-``manage.py check --database default``; the ``deploy`` ones with ``--deploy``.
+``manage.py check --database default``; a plain ``check`` or ``runserver`` reports the most
+common of them, no key for the default algorithm, as the warning W007 once the default database
+is migrated. The ``deploy`` ones run with ``--deploy``.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from .conf import (
     jarm_settings,
 )
 
-#: Every check id with a one-line summary; the README lists them all (a test makes sure).
+#: Every check id with a one-line summary; docs/checks.md lists them all (a test makes sure).
 CHECK_IDS = {
     "django_jarm.E001": "JARM is not a dict",
     "django_jarm.W001": "unknown JARM key",
@@ -43,13 +45,14 @@ CHECK_IDS = {
     "django_jarm.E008": "PROFILE conflicts with the algorithm settings",
     "django_jarm.E009": "no active key for DEFAULT_SIGNING_ALG (database)",
     "django_jarm.W002": "an enabled signing algorithm has no active key (database)",
+    "django_jarm.W007": "no active key for DEFAULT_SIGNING_ALG (E009's twin on every command)",
     "django_jarm.W003": "a client's HS* signing or secret-derived encryption cannot work (database)",
     "django_jarm.E010": "a stored server key cannot be decrypted (database)",
     "django_jarm.E011": "a client's JARM settings conflict with PROFILE (database)",
     "django_jarm.W004": "http jwks_uri allowed with DEBUG off (deploy)",
     "django_jarm.W005": "jwks_uri on private addresses allowed with DEBUG off (deploy)",
     "django_jarm.W006": "the issuer is derived from the request's Host header (deploy)",
-    "django_jarm.W007": "a JARM key that no longer exists is set",
+    "django_jarm.W008": "a JARM key that no longer exists is set",
     "django_jarm.E013": "JARM['ISSUER'] differs from the issuer DOT puts in ID tokens and RFC 9207 iss",
     "django_jarm.E012": "PROFILE fapi2-message-signing with DOT's pushed authorization requests turned off",
 }
@@ -124,14 +127,14 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 Warning(
                     f"{SETTING_NAME}['{key}'] is no longer used.",
                     hint=REMOVED_SETTINGS[key],
-                    id="django_jarm.W007",
+                    id="django_jarm.W008",
                 )
             )
         elif key not in DEFAULTS:
             messages.append(
                 Warning(
                     f"Unknown setting {SETTING_NAME}['{key}'].",
-                    hint=f"Remove {SETTING_NAME}['{key}'] or correct its name; see the README's settings table.",
+                    hint=f"Remove {SETTING_NAME}['{key}'] or correct its name; see docs/settings.md.",
                     id="django_jarm.W001",
                 )
             )
@@ -298,8 +301,97 @@ def _profile_conflicts() -> list[CheckMessage]:
 
 @register(Tags.database)
 def check_keys(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The server keys: E009, W002, E010. Runs with ``check --database default`` (and ``migrate``)."""
     if not databases:
         return []
+    return _key_messages()
+
+
+@register("django_jarm")
+def check_default_key_without_database_option(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """W007, E009's twin, on every ``check``, ``runserver``, ``shell``… once the database is migrated.
+
+    Django runs ``database``-tagged checks only when asked for a database, so "nothing can sign"
+    would otherwise stay silent until the first client gets ``server_error``. A warning, not an
+    error, so that it never blocks a command (``jarm_keys generate`` above all). With
+    ``--database`` E009 reports the same as an error (Django 6 passes every alias to untagged
+    checks, so this check cannot tell the two cases apart and runs in both). The default database
+    is read only when it is reachable and migrated (SQLite: when its file exists); any failure to
+    read it means "nothing to say". ``SILENCED_SYSTEM_CHECKS = ["django_jarm.W007"]`` also skips
+    the database access.
+    """
+    if "django_jarm.W007" in settings.SILENCED_SYSTEM_CHECKS or not _default_database_is_migrated():
+        return []
+    try:
+        active = _active_algs()
+    except Exception:  # as above: a database that cannot be read has nothing to say here
+        return []
+    problem = _default_key_missing(active)
+    if problem is None:
+        return []
+    message, hint = problem
+    return [
+        Warning(
+            message,
+            hint=f"{hint} (`check --database default` reports this as django_jarm.E009.)",
+            id="django_jarm.W007",
+        )
+    ]
+
+
+def _active_algs() -> set[str]:
+    from oauth2_provider.settings import oauth2_settings
+
+    from .models import ServerKey
+
+    active = set(ServerKey.objects.filter(status=ServerKey.Status.ACTIVE).values_list("alg", flat=True))
+    if oauth2_settings.OIDC_RSA_PRIVATE_KEY:
+        active.add("RS256")  # DOT's OIDC key signs RS256
+    return active
+
+
+def _default_key_missing(active: set[str]) -> tuple[str, str] | None:
+    """(message, hint) when no key signs DEFAULT_SIGNING_ALG, else None."""
+    default = jarm_settings.DEFAULT_SIGNING_ALG
+    if default not in jarm_settings.signing_algs or default in SYMMETRIC_SIGNING_ALGS or default in active:
+        return None
+    have = ", ".join(sorted(active))
+    switch = (
+        f" (active keys exist for {have}: set {SETTING_NAME}['DEFAULT_SIGNING_ALG'] to one of them)" if have else ""
+    )
+    return (
+        f"No active server key for {SETTING_NAME}['DEFAULT_SIGNING_ALG'] {default!r}: clients without "
+        "their own algorithm get server_error.",
+        f"Run `manage.py jarm_keys generate --alg {default}` or change {SETTING_NAME}['DEFAULT_SIGNING_ALG']{switch}.",
+    )
+
+
+def _default_database_is_migrated() -> bool:
+    from django.db import DEFAULT_DB_ALIAS, connections
+
+    from .models import ServerKey
+
+    try:
+        connection = connections[DEFAULT_DB_ALIAS]
+        name = str(connection.settings_dict.get("NAME") or "")
+        if connection.vendor == "sqlite" and not _sqlite_database_exists(name):
+            return False  # connecting would create an empty file
+        return ServerKey._meta.db_table in connection.introspection.table_names()
+    except Exception:  # unreachable, misconfigured or blocked (tests): the check has nothing to say
+        return False
+
+
+def _sqlite_database_exists(name: str) -> bool:
+    if not name or name == ":memory:" or name.startswith("file:") or "mode=memory" in name:
+        return True  # in memory, or a URI: nothing is created on disk by looking
+    from pathlib import Path
+
+    return Path(name).exists()
+
+
+def _key_messages() -> list[CheckMessage]:
     from django.db import DatabaseError
 
     from .exceptions import KeyDecryptionError
@@ -318,22 +410,19 @@ def check_keys(app_configs: Any = None, databases: Any = None, **kwargs: Any) ->
     active |= {alg for alg, server_alg in SERVER_KEY_ALG.items() if server_alg in active}
     messages: list[CheckMessage] = []
     default = jarm_settings.default_signing_alg
-    if default in jarm_settings.signing_algs and default not in SYMMETRIC_SIGNING_ALGS and default not in active:
-        messages.append(
-            Error(
-                f"No active server key for {SETTING_NAME}['DEFAULT_SIGNING_ALG'] {default!r}: clients without "
-                "their own algorithm get server_error.",
-                hint=f"Run `manage.py jarm_keys generate --alg {default}` or change "
-                f"{SETTING_NAME}['DEFAULT_SIGNING_ALG'].",
-                id="django_jarm.E009",
-            )
-        )
+    problem = _default_key_missing(active)
+    if problem is not None:
+        messages.append(Error(problem[0], hint=problem[1], id="django_jarm.E009"))
+    # On the default list (every algorithm) discovery simply leaves out those without a key; only
+    # algorithms enabled on purpose in SIGNING_ALGS_SUPPORTED deserve a warning.
+    configured = getattr(settings, SETTING_NAME, {})
+    chosen = isinstance(configured, dict) and "SIGNING_ALGS_SUPPORTED" in configured
     missing = [
         alg
         for alg in jarm_settings.signing_algs
         if alg not in SYMMETRIC_SIGNING_ALGS and alg not in active and alg != default
     ]
-    if missing:
+    if missing and chosen:
         messages.append(
             Warning(
                 f"Enabled signing algorithm(s) without an active key: {', '.join(missing)}. They are left out of "

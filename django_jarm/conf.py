@@ -133,7 +133,7 @@ DEFAULTS: dict[str, Any] = {
     "KEY_ENCRYPTION_SECRET_FALLBACKS": [],
 }
 
-#: Settings that no longer exist: name -> what to do instead (system check django_jarm.W007).
+#: Settings that no longer exist: name -> what to do instead (system check django_jarm.W008).
 REMOVED_SETTINGS: dict[str, str] = {
     "KEY_CACHE_SECONDS": "Remove it: every process cache now follows STATE_REFRESH_SECONDS (default 1 s).",
 }

@@ -88,7 +88,8 @@ class ClientSettings(models.Model):
         verbose_name_plural = _("JARM client settings")
 
     def __str__(self) -> str:
-        return f"JARM settings of {self.application.client_id}"
+        # The admin inline's heading reads "JARM settings: <client_id>".
+        return str(self.application.client_id)
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         # DESIGN 6.1: the version that tells every process to reload is written in the same

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.db import DataError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotFound, JsonResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils.decorators import method_decorator
 from django.views.generic import View
@@ -309,8 +309,21 @@ class _JARMMetadataMixin:
         return new
 
 
+@method_decorator(login_not_required, name="dispatch")  # dispatch is overridden: keep DOT's marker
 class JARMConnectDiscoveryInfoView(_JARMMetadataMixin, ConnectDiscoveryInfoView):
     """OpenID Provider metadata with the JARM members."""
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        # Without DOT's OIDC there is no OpenID Provider to describe: 404, as DOT answers with
+        # DEBUG off (with DEBUG on DOT raises ImproperlyConfigured, a 500). RFC 8414 metadata at
+        # /.well-known/oauth-authorization-server describes the server either way.
+        if not oauth2_settings.OIDC_ENABLED:
+            return HttpResponseNotFound(
+                b'{"error": "not_found", "error_description": "OpenID Connect is not enabled on this server."}',
+                content_type="application/json",
+            )
+        response: HttpResponse = super().dispatch(request, *args, **kwargs)
+        return response
 
 
 class JARMOAuthServerMetadataView(_JARMMetadataMixin, OAuthServerMetadataView):

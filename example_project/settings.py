@@ -110,6 +110,8 @@ CACHES = {"default": cache_from_url(os.environ.get("REDIS_URL") or "locmem://")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
+# The admin's times in UTC, like the relying party's result pages and the JWT claims.
+TIME_ZONE = "UTC"
 STATIC_URL = "static/"
 
 LOGIN_URL = "/accounts/login/"

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission
 from django.test import Client, override_settings
+from django.utils import timezone
 from oauth2_provider.models import get_application_model
 
 from django_jarm.keys import decrypt_private_key, generate_server_key
@@ -496,3 +498,81 @@ def test_rotate_action(admin_client, published_since):
     assert ServerKey.objects.filter(alg="PS256", status="active").get().kid == upcoming.kid
     assert ServerKey.objects.filter(alg="PS256", status="next").count() == 1
     assert f"PS256: {upcoming.kid} is active; {first.kid} is retiring" in response.content.decode()
+
+
+# What a newcomer sees ----------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_client_without_settings_gets_the_form_not_an_add_link(admin_client, make_app, change_form):
+    app = make_app()
+    page = admin_client.get(f"/admin/oauth2_provider/application/{app.pk}/change/")
+    content = html.unescape(page.content.decode())
+    assert 'name="jarm-0-authorization_signed_response_alg"' in content
+    # One form of at most one: Django's script shows no "Add another JARM settings" link.
+    assert 'name="jarm-TOTAL_FORMS" value="1"' in content
+    assert 'name="jarm-MAX_NUM_FORMS" value="1"' in content
+    # Saved untouched, the empty form creates no row: the client keeps the server defaults.
+    url, data = change_form(app)
+    assert admin_client.post(url, data).status_code == 302
+    assert not ClientSettings.objects.filter(application=app).exists()
+
+
+def jwks_box(content: str) -> str:
+    """The text in the inline's JWK Set box."""
+    match = re.search(r'<textarea name="jarm-0-jwks"[^>]*>(.*?)</textarea>', content, flags=re.S)
+    assert match, "no JWK Set box"
+    return match[1].strip()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("jarm", [None, {"authorization_signed_response_alg": "PS256"}])
+def test_an_empty_jwk_set_is_an_empty_box_not_null(admin_client, make_app, jarm):
+    app = make_app(jarm=jarm)
+    page = admin_client.get(f"/admin/oauth2_provider/application/{app.pk}/change/")
+    assert _inline_form(page)["jwks"].value() in (None, "")
+    assert jwks_box(page.content.decode()) == ""
+
+
+@pytest.mark.django_db
+def test_an_empty_jwk_set_stays_empty_after_a_failed_save(admin_client, make_app, change_form):
+    app = make_app(jarm={"authorization_signed_response_alg": "PS256"})
+    url, data = change_form(app, jarm={"jwks_uri": "http://rp.example/jwks"})
+    response = admin_client.post(url, data)
+    assert _inline_form(response).errors  # refused: http
+    assert jwks_box(response.content.decode()) == ""
+
+
+@pytest.mark.django_db
+def test_the_inline_heading_names_the_client_once(admin_client, make_app):
+    app = make_app(jarm={"authorization_signed_response_alg": "PS256"})
+    content = html.unescape(admin_client.get(f"/admin/oauth2_provider/application/{app.pk}/change/").content.decode())
+    assert "JARM settings of" not in content
+    assert re.search(rf'<b>JARM settings:</b> <span class="inline_label">{app.client_id}\s*</span>', content)
+
+
+@pytest.mark.django_db
+def test_the_applications_list_shows_the_client_id(admin_client, make_app):
+    app = make_app()
+    content = admin_client.get("/admin/oauth2_provider/application/").content.decode()
+    assert "column-client_id" in content
+    assert f'<td class="field-client_id">{app.client_id}</td>' in content
+
+
+@pytest.mark.django_db
+def test_the_key_list_is_compact(admin_client, server_keys):
+    content = admin_client.get("/admin/django_jarm/serverkey/").content.decode()
+    created = timezone.localtime(server_keys[0].created).strftime("%Y-%m-%d")
+    assert re.search(rf'<td class="field-created_on[^"]*">{created}</td>', content)
+    for key in server_keys:  # the kid's start, the whole kid on hover
+        assert f'<span title="{key.kid}">{key.kid[:8]}…</span>' in content
+    for label in ("Activate the selected key", "Retire the selected keys", "Rotate the selected keys&#x27; algorithms"):
+        assert f">{label}</option>" in content
+
+
+@pytest.mark.django_db
+def test_the_key_page_shows_the_whole_public_key_wrapped(admin_client, server_keys):
+    ps256 = server_keys[0]
+    content = admin_client.get(f"/admin/django_jarm/serverkey/{ps256.pk}/change/").content.decode()
+    expected = html.escape(json.dumps(ps256.public_jwk, indent=2), quote=True)
+    assert f'<pre style="white-space: pre-wrap; overflow-wrap: anywhere; margin: 0">{expected}</pre>' in content

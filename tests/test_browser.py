@@ -311,3 +311,26 @@ def test_admin_shows_the_jarm_settings_and_keys(page: Page, tmp_path: Path) -> N
     expect(rows).to_have_count(3)
     for alg in ("PS256", "ES256", "EdDSA"):
         expect(page.locator("#result_list")).to_contain_text(alg)
+
+
+def test_the_key_list_and_key_page_fit_the_screen(page: Page) -> None:
+    page.goto("/")
+    page.locator("header nav").get_by_role("link", name="Admin").click()
+    page.goto("/admin/django_jarm/serverkey/")
+    expect(page.locator("#result_list tbody tr")).to_have_count(3)
+    # No horizontal scrolling at 1,200 pixels: every column, dates included, is on the screen
+    # (the admin scrolls the table inside its own box, so that box is what must not overflow).
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    assert page.locator("#changelist .results").evaluate("box => box.scrollWidth <= box.clientWidth")
+    # The action menu and its "Go" button share a line.
+    select, go = page.locator(".actions select").bounding_box(), page.locator(".actions button").bounding_box()
+    assert select is not None
+    assert go is not None
+    assert abs(select["y"] - go["y"]) < select["height"]
+
+    page.locator("#result_list tbody tr").filter(has_text="PS256").locator("a").first.click()
+    public_key = page.locator(".field-public_key pre")
+    expect(public_key).to_contain_text('"kty": "RSA"')
+    # The whole key is shown: the RSA modulus wraps instead of running out of its box.
+    assert public_key.evaluate("element => element.scrollWidth <= element.clientWidth")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")

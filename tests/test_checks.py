@@ -1,4 +1,4 @@
-"""One test per system check id, and the README lists every id and every setting."""
+"""One test per system check id, and the documentation lists every id and every setting."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ import ast
 import re
 from io import StringIO
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
+from django.db import connection
 from django.test import override_settings
 
 from django_jarm import checks
@@ -18,7 +20,7 @@ from django_jarm._compat import dot_has_par
 from django_jarm.conf import DEFAULTS
 from django_jarm.keys import generate_server_key
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 def ids(messages) -> list[str]:
@@ -170,10 +172,10 @@ def test_e012_is_not_raised_where_dot_has_no_par():
 
 
 def readme_fapi_examples() -> list[dict]:
-    """Every ``JARM = {...}`` of the README's FAPI profiles section."""
-    section = README.split("### FAPI profiles", 1)[1].split("\n### ", 1)[0]
+    """Every ``JARM = {...}`` of the FAPI profiles page (docs/fapi.md)."""
+    section = (Path(__file__).resolve().parent.parent / "docs" / "fapi.md").read_text()
     found = [ast.literal_eval(match) for match in re.findall(r"^JARM = (\{.*?\})$", section, flags=re.M | re.S)]
-    assert found, "the README's FAPI profiles section has no JARM example"
+    assert found, "docs/fapi.md has no JARM example"
     return found
 
 
@@ -230,9 +232,10 @@ def test_e011_runs_through_manage_py_check_with_the_database(make_app):
 
 @pytest.mark.django_db
 def test_e009_and_w002_keys_missing():
-    with override_settings(JARM={"DEFAULT_SIGNING_ALG": "PS256"}):
+    with override_settings(JARM={"DEFAULT_SIGNING_ALG": "PS256", "SIGNING_ALGS_SUPPORTED": ["PS256", "ES256"]}):
         messages = checks.check_keys(databases=["default"])
     assert ids(messages) == ["django_jarm.E009", "django_jarm.W002"]
+    assert "without an active key: ES256." in messages[1].msg
     assert "jarm_keys generate --alg PS256" in messages[0].hint
     generate_server_key("PS256")
     with override_settings(JARM={"DEFAULT_SIGNING_ALG": "PS256", "SIGNING_ALGS_SUPPORTED": ["RS256", "PS256"]}):
@@ -240,10 +243,74 @@ def test_e009_and_w002_keys_missing():
 
 
 @pytest.mark.django_db
+def test_w002_quiet_on_the_default_algorithm_list():
+    # Every algorithm is enabled by default; discovery lists those with a key, nothing to warn about.
+    with override_settings(JARM={"DEFAULT_SIGNING_ALG": "PS256"}):
+        assert ids(checks.check_keys(databases=["default"])) == ["django_jarm.E009"]
+
+
+@pytest.mark.django_db
 def test_database_checks_need_a_database():
     assert checks.check_keys(databases=None) == []
     assert checks.check_clients(databases=None) == []
     assert checks.check_client_profiles(databases=None) == []
+
+
+@pytest.mark.django_db
+def test_w007_on_a_plain_check_once_the_database_is_migrated(capsys):
+    # `manage.py check` and `runserver` pass no database: the missing default key shows there too,
+    # as a warning (it must not block `jarm_keys generate`), and as E009 with --database.
+    with override_settings(JARM={"DEFAULT_SIGNING_ALG": "PS256"}):
+        call_command("check")
+    output = capsys.readouterr().err
+    assert "django_jarm.W007" in output
+    assert "No active server key for JARM['DEFAULT_SIGNING_ALG'] 'PS256'" in output
+    assert "active keys exist for RS256" in output  # DOT's OIDC key
+    with override_settings(JARM={"DEFAULT_SIGNING_ALG": "PS256"}), pytest.raises(SystemCheckError) as raised:
+        call_command("check", "--database", "default")
+    assert "(django_jarm.E009) No active server key" in str(raised.value)
+    generate_server_key("PS256")
+    with override_settings(JARM={"DEFAULT_SIGNING_ALG": "PS256"}):
+        assert checks.check_default_key_without_database_option(databases=None) == []
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("databases", [None, ["default"]])
+def test_w007_whatever_databases_django_passes(databases):
+    # Django < 6 passes None to untagged checks, Django 6 every alias: the check reads the default.
+    with override_settings(JARM={"DEFAULT_SIGNING_ALG": "PS256"}):
+        assert ids(checks.check_default_key_without_database_option(databases=databases)) == ["django_jarm.W007"]
+
+
+@pytest.mark.django_db
+def test_w007_silenced_reads_nothing(django_assert_num_queries):
+    silenced = override_settings(JARM={"DEFAULT_SIGNING_ALG": "PS256"}, SILENCED_SYSTEM_CHECKS=["django_jarm.W007"])
+    with silenced, django_assert_num_queries(0):
+        assert checks.check_default_key_without_database_option(databases=None) == []
+
+
+def test_w007_silent_without_database_access():
+    # No django_db mark: the test database is blocked, as an unreachable one would fail.
+    with override_settings(JARM={"DEFAULT_SIGNING_ALG": "PS256"}):
+        assert checks.check_default_key_without_database_option(databases=None) == []
+
+
+@pytest.mark.django_db
+def test_w007_silent_before_migrate():
+    with (
+        override_settings(JARM={"DEFAULT_SIGNING_ALG": "PS256"}),
+        mock.patch.object(connection.introspection, "table_names", return_value=["django_migrations"]),
+    ):
+        assert checks.check_default_key_without_database_option(databases=None) == []
+
+
+def test_plain_check_never_creates_a_sqlite_file(tmp_path):
+    missing = tmp_path / "db.sqlite3"
+    assert checks._sqlite_database_exists(str(missing)) is False
+    assert not missing.exists()
+    missing.write_bytes(b"")
+    assert checks._sqlite_database_exists(str(missing)) is True
+    assert checks._sqlite_database_exists(":memory:") is True
 
 
 @pytest.mark.django_db
@@ -301,10 +368,10 @@ def test_ids_are_unique_and_all_documented():
     source = Path(checks.__file__).read_text()
     used = set(re.findall(r'id="(django_jarm\.[EW]\d{3})"', source))
     assert used == set(checks.CHECK_IDS)
-    for check_id in checks.CHECK_IDS:
-        assert f"`{check_id}`" in README, f"{check_id} is not in the README"
+    documented = (DOCS / "checks.md").read_text()
+    assert set(re.findall(r"^\| `(django_jarm\.[EW]\d{3})` \|", documented, flags=re.M)) == set(checks.CHECK_IDS)
 
 
 def test_every_setting_is_documented():
-    for key in DEFAULTS:
-        assert f"| `{key}` |" in README, f"JARM['{key}'] is not in the README's settings table"
+    documented = (DOCS / "settings.md").read_text()
+    assert set(re.findall(r"^\| `([A-Z_]+)` \|", documented, flags=re.M)) == set(DEFAULTS)

@@ -284,6 +284,10 @@ kind, names, callback = deliver(answer)
 dynamic["flow"] = {"kind": kind, "params": names, **result_of(callback)}
 out["dynamic"] = dynamic
 out["server_calls"] = sorted(set(server_calls))
+unknown = browser.get("/result/no-such-result/")
+out["unknown_result"] = [unknown.status_code, "The relying party cannot go on" in unknown.content.decode()]
+from django.conf import settings
+out["time_zone"] = settings.TIME_ZONE
 print(json.dumps(out))
 """
 
@@ -351,6 +355,14 @@ def test_a_dynamically_registered_client_runs_an_encrypted_jarm_flow(browsed: di
     assert flow["token_status"] == ["200"]
 
 
+def test_an_unknown_result_is_the_demo_own_404_page(browsed: dict[str, Any]) -> None:
+    assert browsed["unknown_result"] == [404, True]
+
+
+def test_the_admin_shows_utc_like_the_result_pages(browsed: dict[str, Any]) -> None:
+    assert browsed["time_zone"] == "UTC"
+
+
 def test_every_demo_flow_is_verified_by_the_relying_party(browsed: dict[str, Any]) -> None:
     flows = {(flow["start"], flow["deny"]): flow for flow in browsed["flows"]}
     assert set(flows) == set(EXPECTED_FLOWS)
@@ -380,3 +392,15 @@ def test_a_replayed_response_is_refused(browsed: dict[str, Any]) -> None:
     # Signed, fresh, for this client: only the used-up state gives the replay away.
     assert replay["steps"] == ["skip", "pass", "pass", "pass", "pass", "fail"]
     assert replay["token_status"] == []
+
+
+def test_each_log_line_appears_once(demo_env: dict[str, str]) -> None:
+    # Django's console handler (DEBUG only) and the project's root handler would both print it.
+    script = (
+        "import django, logging; django.setup(); "
+        "logging.getLogger('django.request').warning('probe line'); "
+        "logging.getLogger('django_jarm.views').warning('second probe')"
+    )
+    result = run(demo_env, "-c", script)
+    assert result.stderr.count("probe line") == 1, result.stderr
+    assert result.stderr.count("second probe") == 1, result.stderr

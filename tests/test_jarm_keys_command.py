@@ -11,18 +11,36 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.test import override_settings
 from django.utils import timezone
 from joserfc.jwk import ECKey
 
-from django_jarm.keys import generate_server_key
+from django_jarm.keys import generate_server_key, published_jwks
 from django_jarm.management.commands.jarm_keys import Command
 from django_jarm.models import ServerKey
 
 
 def run(*args: str) -> str:
     out = io.StringIO()
-    call_command("jarm_keys", *args, stdout=out)
+    call_command("jarm_keys", *args, stdout=out, stderr=io.StringIO())
     return out.getvalue()
+
+
+def run_with_stderr(*args: str) -> tuple[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    call_command("jarm_keys", *args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def dot_kid() -> str:
+    """The RFC 7638 thumbprint of DOT's OIDC key, computed with joserfc."""
+    from joserfc.jwk import RSAKey
+    from oauth2_provider.settings import oauth2_settings
+
+    return RSAKey.import_key(oauth2_settings.OIDC_RSA_PRIVATE_KEY).thumbprint()
+
+
+WITHOUT_DOT_KEY = {"OIDC_ENABLED": False, "PKCE_REQUIRED": True}
 
 
 @pytest.fixture
@@ -78,7 +96,25 @@ def test_an_action_is_required():
 
 @pytest.mark.django_db
 def test_list_without_keys_says_how_to_create_one():
-    assert run("list") == "No JARM server keys. Create one with: manage.py jarm_keys generate --alg PS256\n"
+    with override_settings(OAUTH2_PROVIDER=WITHOUT_DOT_KEY):
+        assert run("list") == "No JARM server keys. Create one with: manage.py jarm_keys generate --alg PS256\n"
+
+
+@pytest.mark.django_db
+def test_list_shows_dot_oidc_key_when_there_is_no_server_key():
+    assert run("list").splitlines() == [
+        "ALG    STATUS   KID                                          AGE",
+        f"RS256  active   {dot_kid()}  DOT's OIDC key (OIDC_RSA_PRIVATE_KEY)",
+        "No JARM server keys yet. Create one with: manage.py jarm_keys generate --alg PS256",
+    ]
+
+
+@pytest.mark.django_db
+def test_list_shows_every_key_of_the_jwk_set():
+    es256 = generate_server_key("ES256")
+    listed = run("list").splitlines()
+    published = {key["kid"] for key in published_jwks()["keys"]}
+    assert {line.split()[2] for line in listed[1:]} == published == {es256.kid, dot_kid()}
 
 
 @pytest.mark.django_db
@@ -96,11 +132,49 @@ def test_list_shows_every_key_with_its_status_and_age():
         created=now - datetime.timedelta(days=400), activated=None, status="retired"
     )
 
-    assert run("list").splitlines() == [
-        f"ES256  next     {es256_next.kid}  3 days",
-        f"ES256  active   {es256.kid}  10 days",
-        f"EdDSA  retired  {eddsa.kid}  400 days",
-    ]
+    with override_settings(OAUTH2_PROVIDER=WITHOUT_DOT_KEY):
+        assert run("list").splitlines() == [
+            "ALG    STATUS   KID                                          AGE",
+            f"ES256  next     {es256_next.kid}  3 days",
+            f"ES256  active   {es256.kid}  10 days",
+            f"EdDSA  retired  {eddsa.kid}  400 days",
+        ]
+
+
+@pytest.mark.django_db
+def test_generate_warns_when_the_default_algorithm_still_has_no_key():
+    with override_settings(OAUTH2_PROVIDER=WITHOUT_DOT_KEY):
+        out, err = run_with_stderr("generate", "--alg", "PS256")
+    key = ServerKey.objects.get()
+    assert out == f"Generated PS256 key {key.kid} (active).\n"
+    assert "JARM['DEFAULT_SIGNING_ALG'] is 'RS256' and no key signs RS256" in err
+    assert 'JARM = {"DEFAULT_SIGNING_ALG": "PS256"}' in err
+    assert "manage.py jarm_keys generate --alg RS256" in err
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("jarm", "oauth2_provider"),
+    [
+        ({"DEFAULT_SIGNING_ALG": "PS256"}, WITHOUT_DOT_KEY),  # the new key signs the default
+        ({}, None),  # DOT's OIDC key signs RS256
+    ],
+)
+def test_generate_is_quiet_when_the_default_algorithm_can_sign(jarm, oauth2_provider):
+    from django.conf import settings
+
+    with override_settings(JARM=jarm, OAUTH2_PROVIDER=oauth2_provider or settings.OAUTH2_PROVIDER):
+        _, err = run_with_stderr("generate", "--alg", "PS256")
+        _, err_es256 = run_with_stderr("generate", "--alg", "ES256")
+    assert err == err_es256 == ""
+
+
+@pytest.mark.django_db
+def test_generate_is_quiet_when_another_key_signs_the_default():
+    with override_settings(OAUTH2_PROVIDER=WITHOUT_DOT_KEY):
+        generate_server_key("RS256")
+        _, err = run_with_stderr("generate", "--alg", "ES256")
+    assert err == ""
 
 
 @pytest.mark.django_db
@@ -174,3 +248,18 @@ def test_import_of_a_key_already_stored_is_a_command_error(pem_file):
 
     assert str(excinfo.value) == f"Key {kid} is already stored."
     assert ServerKey.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_invalid_settings_stop_the_command_before_it_touches_a_key():
+    with override_settings(JARM={"RESPONSE_LIFETIME": 3600}), pytest.raises(CommandError, match=r"django_jarm\.E004"):
+        run("generate", "--alg", "ES256")
+    assert not ServerKey.objects.exists()
+
+
+@pytest.mark.django_db
+def test_no_system_check_warning_before_generating_the_missing_key():
+    with override_settings(JARM={"DEFAULT_SIGNING_ALG": "PS256"}):
+        out, err = run_with_stderr("generate", "--alg", "PS256")
+    assert "W007" not in out + err
+    assert err == ""

@@ -82,6 +82,20 @@ def test_rfc8414_works_without_oidc():
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("debug", [True, False])
+def test_openid_discovery_is_404_without_oidc(debug):
+    # DOT raises ImproperlyConfigured (a 500) here with DEBUG on; there is no OpenID Provider to describe.
+    dot = dict(settings.OAUTH2_PROVIDER, OIDC_ENABLED=False)
+    with override_settings(OAUTH2_PROVIDER=dot, DEBUG=debug):
+        response = Client(raise_request_exception=False).get("/o/.well-known/openid-configuration")
+    assert response.status_code == 404
+    assert response.json() == {
+        "error": "not_found",
+        "error_description": "OpenID Connect is not enabled on this server.",
+    }
+
+
+@pytest.mark.django_db
 def test_jwks_holds_dot_and_jarm_keys_public_members_only():
     active = generate_server_key("ES256")
     upcoming = generate_server_key("ES256")

@@ -262,6 +262,35 @@ def test_id_tokens_are_checked_with_the_session_nonce() -> None:
     assert "nonce" in bad.why
 
 
+def c_hash_of(code: str) -> str:
+    """OpenID Connect Core 3.3.2.11 for ES256, computed here: the left half of SHA-256."""
+    import hashlib
+
+    return base64.urlsafe_b64encode(hashlib.sha256(code.encode()).digest()[:16]).rstrip(b"=").decode()
+
+
+def test_a_hybrid_id_token_must_bind_the_code_with_c_hash() -> None:
+    now = int(time.time())
+    base = {"iss": ISSUER, "aud": CLIENT_ID, "exp": now + 60, "iat": now, "sub": "1", "nonce": "n-1"}
+    common = {"jwks": JWKS, "issuer": ISSUER, "client_id": CLIENT_ID, "nonce": "n-1", "title": "ID token"}
+    good = check_id_token(sign({**base, "c_hash": c_hash_of("the-code")}), code="the-code", **common)
+    assert good.outcome == PASS, good.why
+    assert "c_hash binds the code" in good.why
+    for token in (sign(base), sign({**base, "c_hash": c_hash_of("another-code")})):
+        bad = check_id_token(token, code="the-code", **common)
+        assert bad.outcome == FAIL
+        assert bad.why == "The c_hash is wrong."
+    # From the token endpoint there is no code beside it: c_hash is not asked for.
+    assert check_id_token(sign(base), **common).outcome == PASS
+
+
+def test_iat_in_the_past_reads_issued_not_expired() -> None:
+    verification = verify_response(sign(claims(iat=NOW - 2)), expectation(), jwks=JWKS, pending=PENDING, now=NOW)
+    rows = dict(verification.checks[3].rows)
+    assert rows["iat"] == "1799999998 (2027-01-15 07:59:58 UTC, issued 2 s ago)"
+    assert rows["exp"] == "1800000120 (2027-01-15 08:02:00 UTC, in 120 s)"
+
+
 def test_secrets_are_shortened_for_display() -> None:
     assert shorten("0123456789abcdef") == "01234567…"
     assert shorten("short") == "short"

@@ -73,10 +73,26 @@ def pretty(document: Any) -> str:
     return json.dumps(document, indent=2, ensure_ascii=False)
 
 
-def when(timestamp: int, now: int) -> str:
+def when(timestamp: int, now: int, *, past: str = "expired") -> str:
+    """``timestamp`` as a date and as a distance from ``now``: "in 118 s", or "<past> 2 s ago"."""
     moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     delta = timestamp - now
-    return f"{timestamp} ({moment}, {'in' if delta >= 0 else 'expired'} {abs(delta)} s{'' if delta >= 0 else ' ago'})"
+    distance = f"in {delta} s" if delta >= 0 else f"{past} {-delta} s ago"
+    return f"{timestamp} ({moment}, {distance})"
+
+
+def half_hash(value: str, alg: str) -> str | None:
+    """OpenID Connect Core 3.3.2.11: base64url of the left half of the hash of ``value``.
+
+    The hash is the one of the ID token's ``alg`` (SHA-256 for *256…); EdDSA with Ed25519 uses
+    SHA-512. None for an algorithm without one.
+    """
+    bits = {"256": hashlib.sha256, "384": hashlib.sha384, "512": hashlib.sha512}
+    function = hashlib.sha512 if alg == "EdDSA" else bits.get(alg[-3:])
+    if function is None:
+        return None
+    digest = function(value.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode("ascii")
 
 
 def derive_secret_key(secret: str, alg: str, enc: str) -> tuple[bytes, str]:
@@ -284,7 +300,7 @@ def verify_response(
         exp.rows.append(("exp", json.dumps(exp_value)))
         exp.failed("exp must be a number (seconds since the epoch).")
     if isinstance(claims.get("iat"), int):
-        exp.rows.append(("iat", when(claims["iat"], now)))
+        exp.rows.append(("iat", when(claims["iat"], now, past="issued")))
     checks.append(exp)
 
     signature, verified = _check_signature(inner, header, expected, jwks)
@@ -367,8 +383,13 @@ def check_id_token(
     nonce: str | None,
     title: str,
     now: int | None = None,
+    code: str | None = None,
 ) -> Check:
-    """An OpenID Connect ID token: signature (by kid), iss, aud, exp and the session's nonce."""
+    """An OpenID Connect ID token: signature (by kid), iss, aud, exp and the session's nonce.
+
+    ``code``: the code that came with it in a hybrid authorization response, which the token's
+    ``c_hash`` must bind (OpenID Connect Core 3.3.2.11, 3.3.2.12).
+    """
     now = int(time.time()) if now is None else now
     check = Check(None, title)
     segments = id_token.split(".")
@@ -396,6 +417,17 @@ def check_id_token(
         ("aud", json.dumps(aud), aud == client_id or (isinstance(aud, list) and client_id in aud)),
         ("exp", str(claims.get("exp")), isinstance(claims.get("exp"), int) and claims["exp"] > now),
         ("nonce", f"{claims.get('nonce')} (session: {nonce})", bool(nonce) and claims.get("nonce") == nonce),
+        *(
+            [
+                (
+                    "c_hash",
+                    f"{claims.get('c_hash')} (of the code: {half_hash(code, str(alg))})",
+                    _c_hash_ok(claims, code, alg),
+                )
+            ]
+            if code is not None
+            else []
+        ),
     ):
         check.rows.append((name, shown if good else f"{shown}: wrong"))
         if not good:
@@ -403,4 +435,14 @@ def check_id_token(
     if problems:
         text = "; ".join(problems)
         return check.failed(text[0].upper() + text[1:] + ".")
+    if code is not None:
+        return check.passed(
+            "Signed by the server, for this client, not expired, with this session's nonce, and its c_hash "
+            "binds the code that came with it."
+        )
     return check.passed("Signed by the server, for this client, not expired, and it carries this session's nonce.")
+
+
+def _c_hash_ok(claims: Mapping[str, Any], code: str, alg: Any) -> bool:
+    expected = half_hash(code, str(alg))
+    return expected is not None and claims.get("c_hash") == expected

@@ -55,10 +55,10 @@ MAX_RESULTS = 10
 # Pages ------------------------------------------------------------------------------------
 
 
-def page(request: HttpRequest, template: str, context: dict[str, Any]) -> HttpResponse:
+def page(request: HttpRequest, template: str, context: dict[str, Any], *, status: int = 200) -> HttpResponse:
     """Render under a strict Content-Security-Policy: these pages show values from the network."""
     nonce = secrets.token_urlsafe(18)
-    response = render(request, template, {**context, "csp_nonce": nonce})
+    response = render(request, template, {**context, "csp_nonce": nonce}, status=status)
     response["Content-Security-Policy"] = (
         f"default-src 'none'; script-src 'self'; style-src 'nonce-{nonce}'; img-src 'self' data:; "
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -284,7 +284,13 @@ def callback(request: HttpRequest, client_id: str) -> HttpResponse:
 def result(request: HttpRequest, result_id: str) -> HttpResponse:
     found = request.session.get(RESULTS_SESSION_KEY, {}).get(result_id)
     if found is None:
-        raise Http404("No such result in this browser session.")
+        # The demo's own page, not Django's DEBUG 404: results live in the browser session that
+        # received them (another browser, a new session or a restarted demo does not have it).
+        problem = (
+            "No such result in this browser session: a result page opens only in the browser that received "
+            "the response. Start a flow from the demo clients."
+        )
+        return page(request, "relying_party/problem.html", {"problem": problem}, status=404)
     return page(request, "relying_party/result.html", {"result": found})
 
 
@@ -381,6 +387,7 @@ def process_response(
                 client_id=client.client_id,
                 nonce=flow.get("nonce"),
                 title="ID token in the authorization response",
+                code=claims["code"] if isinstance(claims.get("code"), str) else None,
             )
         )
     if isinstance(claims.get("code"), str):

@@ -23,7 +23,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
+from oauth2_provider.settings import oauth2_settings
 
+from django_jarm.checks import check_settings
+from django_jarm.conf import SETTING_NAME, SYMMETRIC_SIGNING_ALGS, jarm_settings
 from django_jarm.exceptions import ConfigurationError
 from django_jarm.keys import (
     KEY_PARAMS,
@@ -33,6 +36,7 @@ from django_jarm.keys import (
     describe_rotation,
     generate_server_key,
     import_server_key,
+    published_jwks,
     reencrypt_server_keys,
     retire_server_key,
     rotate_server_keys,
@@ -52,6 +56,9 @@ def duration(value: str) -> datetime.timedelta:
 
 class Command(BaseCommand):
     help = "Manage the JARM signing keys of this authorization server."
+    # Django's checks would warn that no key signs the default algorithm (W007), the very thing
+    # this command fixes; handle() runs the JARM settings checks instead.
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         commands = parser.add_subparsers(dest="action", required=True)
@@ -86,6 +93,9 @@ class Command(BaseCommand):
         commands.add_parser("reencrypt", help="Re-encrypt every stored key under the current secret.")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        errors = [message for message in check_settings() if message.is_serious()]
+        if errors:
+            raise CommandError(f"{errors[0].msg} {errors[0].hint} ({errors[0].id})")
         action = options["action"]
         try:
             getattr(self, f"handle_{action}")(**options)
@@ -93,20 +103,56 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
 
     def handle_list(self, **options: Any) -> None:
-        keys = ServerKey.objects.all()
-        if not keys:
+        keys = list(ServerKey.objects.all())
+        dot_kids = self._dot_kids({key.kid for key in keys})
+        if not keys and not dot_kids:
             self.stdout.write("No JARM server keys. Create one with: manage.py jarm_keys generate --alg PS256")
             return
         now = timezone.now()
+        self.stdout.write(f"{'ALG':6} {'STATUS':8} {'KID':43}  AGE")
         for key in keys:
             age = (now - (key.activated or key.created)).days
-            self.stdout.write(f"{key.alg:6} {key.status:8} {key.kid}  {age} days")
+            self.stdout.write(f"{key.alg:6} {key.status:8} {key.kid:43}  {age} days")
+        for index, kid in enumerate(dot_kids):
+            # DOT's OIDC keys sign ID tokens (and RS256 responses when no RS256 server key is active).
+            status, source = (
+                ("active", "OIDC_RSA_PRIVATE_KEY") if index == 0 else ("retiring", "OIDC_RSA_PRIVATE_KEYS_INACTIVE")
+            )
+            self.stdout.write(f"{'RS256':6} {status:8} {kid:43}  DOT's OIDC key ({source})")
+        if not keys:
+            self.stdout.write("No JARM server keys yet. Create one with: manage.py jarm_keys generate --alg PS256")
+
+    @staticmethod
+    def _dot_kids(server_kids: set[str]) -> list[str]:
+        """The kids of DOT's OIDC keys in the JWK Set, the active one first."""
+        if not oauth2_settings.OIDC_RSA_PRIVATE_KEY:
+            return []
+        return [key["kid"] for key in published_jwks()["keys"] if key["kid"] not in server_kids]
 
     def handle_generate(self, **options: Any) -> None:
         if options["rsa_size"] < 2048:
             raise CommandError("--rsa-size must be at least 2048 (FAPI 1.0 Baseline 5.2.2-5).")
         key = generate_server_key(options["alg"], rsa_size=options["rsa_size"])
         self.stdout.write(f"Generated {key.alg} key {key.kid} ({key.status}).{self._when(key)}")
+        self._warn_if_the_default_cannot_sign(key.alg)
+
+    def _warn_if_the_default_cannot_sign(self, alg: str) -> None:
+        """Say so when clients without their own algorithm still get ``server_error`` (check E009)."""
+        default = jarm_settings.DEFAULT_SIGNING_ALG
+        if alg == default or default in SYMMETRIC_SIGNING_ALGS:
+            return
+        if default == "RS256" and oauth2_settings.OIDC_RSA_PRIVATE_KEY:
+            return  # DOT's OIDC key signs RS256
+        if ServerKey.objects.filter(alg=default, status=ServerKey.Status.ACTIVE).exists():
+            return
+        self.stderr.write(
+            self.style.WARNING(
+                f"Warning: {SETTING_NAME}['DEFAULT_SIGNING_ALG'] is {default!r} and no key signs {default}, so "
+                f"clients without their own algorithm get server_error. Set "
+                f'{SETTING_NAME} = {{"DEFAULT_SIGNING_ALG": "{alg}"}} in your settings, or run '
+                f"`manage.py jarm_keys generate --alg {default}`."
+            )
+        )
 
     def handle_import(self, **options: Any) -> None:
         try:
@@ -115,6 +161,7 @@ class Command(BaseCommand):
             raise CommandError(f"Cannot read the PEM file: {exc.strerror}.") from exc
         key = import_server_key(pem, options["alg"])
         self.stdout.write(f"Imported {key.alg} key {key.kid} ({key.status}).{self._when(key)}")
+        self._warn_if_the_default_cannot_sign(key.alg)
 
     @staticmethod
     def _when(key: ServerKey) -> str:
