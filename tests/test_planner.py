@@ -11,6 +11,7 @@ from django.test import RequestFactory, override_settings
 from oauth2_provider.models import get_access_token_model, get_grant_model
 
 from django_jarm import authorization, tokens
+from django_jarm._compat import dot_has_par
 from django_jarm.authorization import AuthorizationRequest, ResponsePlanner, plan
 from django_jarm.exceptions import SERVER_ERROR, Refusal, ResponseBuildError
 from django_jarm.keys import generate_server_key
@@ -80,6 +81,12 @@ def test_plan_without_a_key_answers_server_error_in_the_plain_twin(make_app):
 def test_request_objects_are_refused_in_the_verified_outer_mode(browser, make_app, authorize, verify, extra, error):
     generate_server_key("RS256")
     app = make_app("code")
+    if "request_uri" in extra and dot_has_par():
+        # A DOT with PAR reads every request_uri as a pushed request: an unknown one is its error page.
+        response, _, _ = authorize(browser, app, "code", "fragment.jwt", extra=extra)
+        assert response.status_code == 400
+        assert "Location" not in response
+        return
     # The request object asks for nothing we could honour: the outer response_mode decides.
     response, _, _ = authorize(browser, app, "code", "fragment.jwt", extra=extra)
     delivery, verified = verify(response, app)
