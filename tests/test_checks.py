@@ -375,3 +375,23 @@ def test_ids_are_unique_and_all_documented():
 def test_every_setting_is_documented():
     documented = (DOCS / "settings.md").read_text()
     assert set(re.findall(r"^\| `([A-Z_]+)` \|", documented, flags=re.M)) == set(DEFAULTS)
+
+
+def test_e013_a_pinned_issuer_that_dot_does_not_use():
+    dot = {**django_settings.OAUTH2_PROVIDER, "OIDC_ISS_ENDPOINT": ""}
+    with override_settings(OAUTH2_PROVIDER=dot):
+        messages = settings_check(ISSUER="https://login.example.com/o")
+    assert ids(messages) == ["django_jarm.E013"]
+    assert "'https://login.example.com/o'" in messages[0].msg
+    assert "derived from each request's scheme and host" in messages[0].msg
+    assert "OAUTH2_PROVIDER['OIDC_ISS_ENDPOINT']" in messages[0].hint
+    with override_settings(OAUTH2_PROVIDER={**dot, "OIDC_ISS_ENDPOINT": "https://other.example.com/o"}):
+        assert "'https://other.example.com/o'" in settings_check(ISSUER="https://login.example.com/o")[0].msg
+    with override_settings(OAUTH2_PROVIDER={**dot, "OIDC_ISS_ENDPOINT": "https://login.example.com/o"}):
+        assert settings_check(ISSUER="https://login.example.com/o") == []
+
+
+def test_w008_a_removed_setting():
+    messages = settings_check(KEY_CACHE_SECONDS=60)
+    assert ids(messages) == ["django_jarm.W008"]
+    assert "STATE_REFRESH_SECONDS" in messages[0].hint
