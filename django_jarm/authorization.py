@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils.module_loading import import_string
 from oauth2_provider.models import get_access_token_model, get_grant_model
@@ -311,10 +312,15 @@ def revoke_issued(params: Params) -> None:
     """Delete the code and tokens in ``params``: they were issued but can never be delivered."""
     values = dict(params)
     try:
-        if values.get("code"):
-            get_grant_model().objects.filter(code=values["code"]).delete()
-        if values.get("access_token"):
-            checksum = hashlib.sha256(values["access_token"].encode("utf-8")).hexdigest()
-            get_access_token_model().objects.filter(token_checksum=checksum).delete()
+        with transaction.atomic():  # a savepoint: a failure here leaves the request's transaction usable
+            _delete_issued(values)
     except Exception as exc:  # the answer is server_error either way; never a 500 on top of it
         logger.error("Revoking an undeliverable grant failed: %s", type(exc).__name__)
+
+
+def _delete_issued(values: dict[str, str]) -> None:
+    if values.get("code"):
+        get_grant_model().objects.filter(code=values["code"]).delete()
+    if values.get("access_token"):
+        checksum = hashlib.sha256(values["access_token"].encode("utf-8")).hexdigest()
+        get_access_token_model().objects.filter(token_checksum=checksum).delete()

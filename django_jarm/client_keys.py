@@ -101,6 +101,9 @@ def get_encryption_key(application: Any, metadata: ClientMetadata) -> Encryption
         secret = derive_secret_key(application.client_secret, alg, enc)
         return EncryptionKey(alg, enc, None, jwk.JWK(kty="oct", k=base64url_encode(secret)))
     if metadata.jwks:
+        problem = jwks_problem(metadata.jwks)  # a row saved without clean()
+        if problem:
+            raise KeyUnavailable(problem)
         chosen = select_key(metadata.jwks, alg)
     elif metadata.jwks_uri:
         chosen = _select_from_uri(metadata.jwks_uri, alg)

@@ -167,7 +167,10 @@ def _store(key: jwk.JWK, alg: str, status: str | None) -> ServerKey:
         with transaction.atomic():
             has_active = ServerKey.objects.select_for_update().active().filter(alg=alg).exists()
             if status is None:
-                status = ServerKey.Status.NEXT if has_active else ServerKey.Status.ACTIVE
+                # DOT's OIDC key signs RS256 until a JARM RS256 key does: a new one must wait for
+                # clients' cached JWK Sets like any rotation (activate it after activation_delay()).
+                takes_over = alg == "RS256" and bool(oauth2_settings.OIDC_RSA_PRIVATE_KEY)
+                status = ServerKey.Status.NEXT if has_active or takes_over else ServerKey.Status.ACTIVE
             elif status == ServerKey.Status.ACTIVE and has_active:
                 raise LifecycleConflict(f"A {alg} key is already active; store this one as 'next' and activate it.")
             if ServerKey.objects.filter(kid=kid).exists():

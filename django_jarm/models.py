@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import models, router, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from django.utils import timezone
@@ -211,10 +212,16 @@ class StateVersion(models.Model):
 
     @classmethod
     def bump(cls, *, using: str | None = None) -> None:
-        """Announce a change; call inside the transaction that makes it."""
+        """Announce a change; call inside the transaction that makes it.
+
+        The new version is random, never the old one plus one: after a rolled-back change a
+        counter would give the next committed change the number a process may already have
+        seen with the rolled-back data, and that process would never reload.
+        """
         manager = cls.objects.db_manager(using)
-        if not manager.filter(pk=cls.SINGLETON).update(version=F("version") + 1):
-            manager.get_or_create(pk=cls.SINGLETON, defaults={"version": 1})
+        version = secrets.randbits(62) or 1
+        if not manager.filter(pk=cls.SINGLETON).update(version=version):
+            manager.update_or_create(pk=cls.SINGLETON, defaults={"version": version})
 
     @classmethod
     def current(cls, *, using: str | None = None) -> int:

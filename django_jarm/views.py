@@ -199,15 +199,6 @@ class JARMAuthorizationMixin:
             redirect_uri=self.jarm_plan.request.redirect_uri,
         )
 
-    def _pkce_parameters(self, credentials: dict[str, Any]) -> tuple[str | None, str | None]:
-        """The request's ``code_challenge`` and ``code_challenge_method``, as oauthlib read them when it did."""
-        submitted = self.request.POST if self.request.method == "POST" else self.request.GET
-
-        def value(name: str) -> str | None:
-            return credentials[name] if name in credentials else submitted.get(name)
-
-        return value("code_challenge"), value("code_challenge_method")
-
     @staticmethod
     def _application(credentials: dict[str, Any], client_id: str) -> Any:
         """The client, as oauthlib already loaded it on the GET path, else from the database."""

@@ -405,6 +405,19 @@ def _client_rsa_key() -> RSAKey:
     return RSAKey.generate_key(2048, parameters={"kid": "client-rsa", "use": "enc"})
 
 
+@pytest.fixture(autouse=True)
+def _requests_go_direct(settings: Any) -> None:
+    """These checks send every request to the authorization endpoint directly.
+
+    Where DOT serves PAR, the FAPI 2.0 profile would refuse that (check E012's premise); the
+    pushed path of the same flows is tested in test_par.py, so PAR is off here.
+    """
+    from django_jarm._compat import dot_has_par
+
+    if dot_has_par():
+        settings.OAUTH2_PROVIDER = {**django_settings.OAUTH2_PROVIDER, "PAR_ENABLED": False}
+
+
 @pytest.fixture
 def server_keys(db: Any) -> None:
     """Active PS256, ES256 and EdDSA keys (RS256 is DOT's OIDC key)."""

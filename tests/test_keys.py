@@ -24,6 +24,7 @@ from django_jarm import keys, state
 from django_jarm.exceptions import ConfigurationError, KeyDecryptionError
 from django_jarm.keys import (
     KEY_PARAMS,
+    activate_server_key,
     available_signing_algs,
     decrypt_private_key,
     generate_server_key,
@@ -120,6 +121,10 @@ def test_generate_first_key_is_active_second_is_next(alg):
 
     kty, crv, bits = EXPECTED_KEYS[alg]
     assert [(k.alg, k.kty, k.crv) for k in (first, second)] == [(alg, kty, crv)] * 2
+    if alg == "RS256":
+        # DOT's OIDC key signs RS256 already: a new key waits for clients' JWK Sets like a rotation.
+        assert (first.status, first.activated) == (ServerKey.Status.NEXT, None)
+        first = activate_server_key(first.kid, force=True)
     assert first.status == ServerKey.Status.ACTIVE
     assert first.activated is not None
     assert second.status == ServerKey.Status.NEXT
@@ -507,11 +512,15 @@ def test_get_signing_key_returns_the_active_key(make_app):
 
 
 @pytest.mark.django_db
-def test_rs256_falls_back_to_dots_key_and_prefers_a_server_key(make_app):
+def test_rs256_falls_back_to_dots_key_and_prefers_a_server_key(make_app, published_since):
     app = make_app()
     assert get_signing_key("RS256", app).kid == dot_public_jwk()["kid"]
 
     server_key = generate_server_key("RS256")
+    assert server_key.status == ServerKey.Status.NEXT  # published first: DOT's key signs meanwhile
+    assert get_signing_key("RS256", app).kid == dot_public_jwk()["kid"]
+    published_since(server_key)
+    activate_server_key(server_key.kid)
     state.clear()
 
     assert get_signing_key("RS256", app).kid == server_key.kid
