@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
-from jwcrypto.common import base64url_encode, json_encode
+from jwcrypto.common import base64url_decode, base64url_encode, json_encode
 from jwcrypto.jwa import JWA
 
 from .client_keys import EncryptionKey
@@ -92,10 +92,17 @@ def _encoded_signing_header(alg: str, kid: str) -> str:
     return base64url_encode(json_encode({"alg": alg, "kid": kid}))
 
 
+#: RFC 7518 3.2: an HMAC key at least as long as the hash output (older jwcrypto does not check).
+HMAC_MIN_KEY_OCTETS = {"HS256": 32, "HS384": 48, "HS512": 64}
+
+
 def _check_signing_key(key: SigningKey) -> None:
     kty, crv = SIGNING_KEY_TYPES[key.alg]
     if key.jwk.get("kty") != kty or (crv is not None and key.jwk.get("crv") != crv):
         raise ValueError("the key does not fit the algorithm")
+    minimum = HMAC_MIN_KEY_OCTETS.get(key.alg)
+    if minimum is not None and len(base64url_decode(key.jwk.get("k") or "")) < minimum:
+        raise ValueError("the HMAC key is shorter than the hash output")
 
 
 def sign(claims: dict[str, Any], key: SigningKey) -> str:

@@ -494,6 +494,10 @@ def address_is_public(address: str) -> bool:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip in _SIXTOFOUR:
+        # 6to4 is routed by its embedded IPv4 address (Python 3.13 calls the whole prefix non-global).
+        embedded = _embedded_ipv4(ip)
+        return bool(embedded) and all(e.is_global and not e.is_multicast for e in embedded)
     if not ip.is_global or ip.is_multicast:
         return False
     if isinstance(ip, ipaddress.IPv6Address):
