@@ -42,9 +42,6 @@ logger = logging.getLogger(__name__)
 
 Params = Sequence[tuple[str, str]]
 
-#: PAR (RFC 9126) request URIs; any other ``request_uri`` asks for a request object by reference.
-PUSHED_REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
-
 
 @dataclass(frozen=True)
 class AuthorizationRequest:

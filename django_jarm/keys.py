@@ -379,7 +379,6 @@ def rotate_server_keys(alg: str, *, force: bool = False) -> Rotation:
             retired.append(server_key.kid)
         upcoming = [key for key in keys if key.status == ServerKey.Status.NEXT]
         incoming = upcoming[0] if upcoming else generate_server_key(alg, status=ServerKey.Status.NEXT)
-        active = next((key for key in keys if key.status == ServerKey.Status.ACTIVE), None)
         ready_at = activation_time(incoming)
         if now < ready_at and not force:
             rotation = Rotation(
@@ -397,7 +396,7 @@ def rotate_server_keys(alg: str, *, force: bool = False) -> Rotation:
             rotation = Rotation(
                 alg=alg,
                 activated=incoming.kid,
-                retiring=outgoing.kid if outgoing is not None else (active.kid if active else None),
+                retiring=outgoing.kid if outgoing is not None else None,
                 next=following.kid,
                 retired=tuple(retired),
                 kept=tuple(kept),

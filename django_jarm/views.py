@@ -34,7 +34,7 @@ from ._compat import (
     OAuthToolkitError,
     login_not_required,
 )
-from .authorization import PUSHED_REQUEST_URI_PREFIX, AuthorizationRequest, ResponsePlan, get_issuer
+from .authorization import AuthorizationRequest, ResponsePlan, get_issuer
 from .conf import jarm_settings
 from .exceptions import Refusal
 from .forms import JARMAllowForm
@@ -176,7 +176,7 @@ class JARMAuthorizationMixin:
                     state=credentials.get("state") or None,
                     response_modes=tuple(self.get_requested_response_modes()),
                     request_object="request" in self.request.GET or "request" in submitted,
-                    request_uri=bool(request_uri) and not request_uri.startswith(PUSHED_REQUEST_URI_PREFIX),
+                    request_uri=bool(request_uri) and not request_uri.startswith(par.REQUEST_URI_PREFIX),
                     # As oauthlib read them when it did (the credentials), else as submitted.
                     code_challenge=credentials.get("code_challenge", submitted.get("code_challenge")),
                     code_challenge_method=credentials.get(
