@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 import pytest
 from django.core.cache import cache
 from django.test import Client
+from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from oauth2_provider.models import get_application_model
 
@@ -25,6 +26,17 @@ Application = get_application_model()
 hypothesis_settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI"):
     hypothesis_settings.load_profile("ci")
+
+
+def examples(count: int) -> hypothesis_settings:
+    """``count`` examples, or JARM_HYPOTHESIS_EXAMPLES of them in a fuzzing campaign (fresh seeds)."""
+    return hypothesis_settings(
+        max_examples=int(os.environ.get("JARM_HYPOTHESIS_EXAMPLES", count)),
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+
 
 ISSUER = "http://testserver/o"
 REDIRECT_URI = "https://rp.example/cb"

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import secrets
 import string
@@ -43,8 +42,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.test import Client, override_settings
 from django.utils.html import escape
-from hypothesis import HealthCheck, event, given
-from hypothesis import settings as hypothesis_settings
+from hypothesis import event, given
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 from joserfc.jwk import ECKey, OctKey, OKPKey, RSAKey
@@ -62,7 +60,7 @@ from django_jarm.exceptions import ConfigurationError
 from django_jarm.keys import generate_server_key, import_server_key
 from django_jarm.models import ClientSettings
 from tests import rp
-from tests.conftest import GRANT_OF_RESPONSE_TYPE, ISSUER, REDIRECT_URI
+from tests.conftest import GRANT_OF_RESPONSE_TYPE, ISSUER, REDIRECT_URI, examples
 
 Application = get_application_model()
 
@@ -95,16 +93,6 @@ JARM_SETTINGS = {"SIGNING_ALGS_SUPPORTED": ["RS256", "PS256", "ES256", "HS256"],
 #: Markup from the injection payloads: never in a template of ours, DOT's or Django's, so finding it
 #: raw in a page means the page echoed input unescaped (a short "<p" would match any page).
 MARKUP = re.compile(r"<[A-Za-z/!?][^<]*(alert\(|evil\.example)")
-
-
-def examples(count: int) -> hypothesis_settings:
-    """``count`` examples, or JARM_HYPOTHESIS_EXAMPLES of them in a fuzzing campaign (fresh seeds)."""
-    return hypothesis_settings(
-        max_examples=int(os.environ.get("JARM_HYPOTHESIS_EXAMPLES", count)),
-        deadline=None,
-        database=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
 
 
 # Strategies ----------------------------------------------------------------------------------
@@ -571,6 +559,7 @@ def _agent(user: Any, logged_in: bool) -> Client:
     return agent
 
 
+@pytest.mark.fuzz
 @pytest.mark.django_db
 def test_hostile_authorization_requests(registered, user):
     @examples(250)
@@ -585,6 +574,7 @@ def test_hostile_authorization_requests(registered, user):
     run()
 
 
+@pytest.mark.fuzz
 @pytest.mark.django_db
 def test_hostile_requests_with_one_known_mode(registered, user):
     """The same, with well-formed requests in every known mode and one hostile parameter at a time."""
@@ -674,6 +664,7 @@ def _raw_query(query: list[tuple[str, str]], pieces: list[str]) -> str:
     return "&".join(encoded)
 
 
+@pytest.mark.fuzz
 @pytest.mark.django_db
 def test_hostile_raw_query_strings(registered, user):
     """Raw bytes at the HTTP layer: an error page for malformed ones, every property for the rest."""
@@ -728,6 +719,7 @@ def tampered_consent(draw: Any) -> tuple[str, str, dict[str, list[str]], list[tu
     return client, mode, changes, url_query, draw(st.booleans())
 
 
+@pytest.mark.fuzz
 @pytest.mark.django_db
 def test_tampered_consent_posts(registered, user):
     @examples(120)
@@ -1176,6 +1168,7 @@ def client_settings_fields(draw: Any) -> dict[str, Any]:
     return fields
 
 
+@pytest.mark.fuzz
 @pytest.mark.django_db
 def test_generated_client_settings(registered, user):
     apps = [registered.apps[name] for name in ("code", "public", "hmac", "implicit")]

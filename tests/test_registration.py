@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 from django.test import Client
-from hypothesis import HealthCheck, given
-from hypothesis import settings as hypothesis_settings
+from hypothesis import given
 from hypothesis import strategies as st
 from joserfc.jwk import ECKey, RSAKey
 from oauth2_provider.models import get_access_token_model, get_application_model
@@ -18,7 +17,7 @@ from oauth2_provider.models import get_access_token_model, get_application_model
 from django_jarm.keys import generate_server_key
 from django_jarm.models import ClientSettings
 from tests import rp
-from tests.conftest import REDIRECT_URI
+from tests.conftest import REDIRECT_URI, examples
 
 Application = get_application_model()
 AccessToken = get_access_token_model()
@@ -555,13 +554,9 @@ member_value = st.one_of(
 metadata = st.dictionaries(st.sampled_from([*DEFAULTS, "require_jarm", "token_endpoint_auth_method"]), member_value)
 
 
+@pytest.mark.fuzz
 @pytest.mark.django_db
-@hypothesis_settings(
-    max_examples=150,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@examples(150)
 @given(members=metadata)
 def test_any_metadata_is_registered_or_refused_never_a_500(members):
     before = counts()
