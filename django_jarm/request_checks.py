@@ -117,7 +117,8 @@ def authorization_request_problem(request: HttpRequest) -> str | None:
     """Why the authorization endpoint must refuse ``request`` outright, or ``None``.
 
     Covers the query string and, on a POST, a form-encoded body: malformed percent-escapes,
-    invalid UTF-8, NUL characters and values longer than DOT's columns.
+    invalid UTF-8, NUL characters and values longer than DOT's columns; and in the query string,
+    bytes outside ASCII that are not percent-encoded.
     """
     sources = [raw_query_string(request)]
     if request.method == "POST":
@@ -131,4 +132,9 @@ def authorization_request_problem(request: HttpRequest) -> str | None:
         problem = encoding_problem(raw) or storage_problem(raw)
         if problem:
             return problem
+    if not sources[0].isascii():
+        # RFC 3986 3.4: a query is ASCII; browsers percent-encode the rest. DOT hands oauthlib the
+        # query string re-encoded from its latin-1 WSGI form, so raw UTF-8 would reach the
+        # client's state (and the stored nonce) changed.
+        return "the query string has characters that are not percent-encoded"
     return None
