@@ -101,16 +101,34 @@ def get_encryption_key(application: Any, metadata: ClientMetadata) -> Encryption
         secret = derive_secret_key(application.client_secret, alg, enc)
         return EncryptionKey(alg, enc, None, jwk.JWK(kty="oct", k=base64url_encode(secret)))
     if metadata.jwks:
-        problem = jwks_problem(metadata.jwks)  # a row saved without clean()
-        if problem:
-            raise KeyUnavailable(problem)
-        chosen = select_key(metadata.jwks, alg)
-    elif metadata.jwks_uri:
+        return _inline_key(application, metadata.jwks, alg, enc)
+    if metadata.jwks_uri:
         chosen = _select_from_uri(metadata.jwks_uri, alg)
-    else:
-        raise KeyUnavailable(f"{alg} encrypts to the client's public key: set its JWK Set or URL.")
+        # Parsed here, before any code exists: a key jwcrypto cannot use fails now, not at encrypt time.
+        return EncryptionKey(alg, enc, chosen.get("kid"), _import_public(chosen))
+    raise KeyUnavailable(f"{alg} encrypts to the client's public key: set its JWK Set or URL.")
+
+
+def _inline_key(application: Any, jwks: Any, alg: str, enc: str) -> EncryptionKey:
+    """The key chosen from the client's stored ``jwks``, once per snapshot.
+
+    Kept with the very ``jwks`` object it was chosen from (the snapshot's client settings hold
+    it), so any other JWK Set (an unsaved form's, say) is chosen from afresh.
+    """
+    snapshot = state.current()
+    memo_key = (application.pk, alg, enc)
+    found = snapshot.recall("client-encryption-key", memo_key)
+    if found is not None and found[0] is jwks:
+        key: EncryptionKey = found[1]
+        return key
+    problem = jwks_problem(jwks)  # a row saved without clean()
+    if problem:
+        raise KeyUnavailable(problem)
+    chosen = select_key(jwks, alg)
     # Parsed here, before any code exists: a key jwcrypto cannot use fails now, not at encrypt time.
-    return EncryptionKey(alg, enc, chosen.get("kid"), _import_public(chosen))
+    key = EncryptionKey(alg, enc, chosen.get("kid"), _import_public(chosen))
+    snapshot.remember("client-encryption-key", memo_key, (jwks, key))
+    return key
 
 
 # jwks_uri ------------------------------------------------------------------------------

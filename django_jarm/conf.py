@@ -1,13 +1,17 @@
 """Settings for django_jarm, read from the ``JARM`` dict in the Django settings.
 
 Every setting is one typed property of :data:`jarm_settings` that reads ``settings.JARM`` each
-time it is used: nothing is bound at import time and nothing needs invalidating, so tests change
-values with a plain ``override_settings(JARM={...})``. Values of the wrong type are reported by
+time it is used: nothing is bound at import time, so tests change values with a plain
+``override_settings(JARM={...})``. The derived values the request path reads on every response
+(the enabled algorithms, the profile, the response lifetime…) are computed once per ``JARM``
+dict: a different dict recomputes them, and so does :meth:`JARMSettings.reload` (called on
+Django's ``setting_changed``) after a change in place. Values of the wrong type are reported by
 the system checks (``django_jarm.E002``); the properties return the documented type.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -148,6 +152,10 @@ class JARMSettings:
 
     def __init__(self, defaults: dict[str, Any] | None = None) -> None:
         self.defaults = DEFAULTS if defaults is None else defaults
+        # The derived values (below) and the JARM dict they come from, compared by identity:
+        # override_settings (any new dict) recomputes them; reload() forgets them.
+        self._derived_from: Any = _NOT_READ
+        self._derived: dict[str, Any] = {}
 
     @property
     def user_settings(self) -> dict[str, Any]:
@@ -161,7 +169,20 @@ class JARMSettings:
         return self.user_settings.get(name, self.defaults[name])
 
     def reload(self) -> None:
-        """Nothing is cached; kept so that code written for a caching settings object still works."""
+        """Forget the derived values (needed only after changing the JARM dict in place)."""
+        self._derived_from = _NOT_READ
+        self._derived = {}
+
+    def _derive(self, name: str, compute: Callable[[], Any]) -> Any:
+        """``compute()``, once per JARM dict: the request path reads these on every response."""
+        source = getattr(settings, SETTING_NAME, None)
+        if source is not self._derived_from:
+            self._derived, self._derived_from = {}, source
+        try:
+            return self._derived[name]
+        except KeyError:
+            value = self._derived[name] = compute()
+            return value
 
     # The settings, one typed property each -----------------------------------------------------
 
@@ -253,25 +274,33 @@ class JARMSettings:
     def KEY_ENCRYPTION_SECRET_FALLBACKS(self) -> list[str]:
         return _as_list(self.get("KEY_ENCRYPTION_SECRET_FALLBACKS"))
 
-    # Derived values ----------------------------------------------------------------------------
+    # Derived values (computed once per JARM dict) ------------------------------------------------
 
     @property
     def profile(self) -> Profile:
         """The FAPI profile enforced (``NO_PROFILE`` when ``PROFILE`` is None)."""
-        return get_profile(self.PROFILE)
+        profile: Profile = self._derive("profile", lambda: get_profile(self.PROFILE))
+        return profile
 
     @property
     def signing_algs(self) -> list[str]:
         """Signing algorithms enabled by settings (and by the profile, when one is set)."""
+        return list(self._derive("signing_algs", self._signing_algs))
+
+    def _signing_algs(self) -> tuple[str, ...]:
         algs = [alg for alg in self.SIGNING_ALGS_SUPPORTED if alg in ALL_SIGNING_ALGS]
         profile_algs = self.profile.signing_algs
         if profile_algs is not None:
             algs = [alg for alg in algs if alg in profile_algs]
-        return algs
+        return tuple(algs)
 
     @property
     def default_signing_alg(self) -> str:
         """``DEFAULT_SIGNING_ALG``; under a profile, when not set, the first algorithm it allows."""
+        alg: str = self._derive("default_signing_alg", self._default_signing_alg)
+        return alg
+
+    def _default_signing_alg(self) -> str:
         profile_algs = self.profile.signing_algs
         if "DEFAULT_SIGNING_ALG" not in self.user_settings and profile_algs is not None:
             return (self.signing_algs or profile_algs)[0]
@@ -280,16 +309,29 @@ class JARMSettings:
     @property
     def encryption_algs(self) -> list[str]:
         """Key management algorithms enabled by settings (never RSA1_5; no symmetric ones under FAPI 2)."""
+        return list(self._derive("encryption_algs", self._encryption_algs))
+
+    def _encryption_algs(self) -> tuple[str, ...]:
         allowed = self.profile.encryption_algs or ALL_ENCRYPTION_ALGS
-        return [alg for alg in self.ENCRYPTION_ALGS_SUPPORTED if alg in ALL_ENCRYPTION_ALGS and alg in allowed]
+        return tuple(alg for alg in self.ENCRYPTION_ALGS_SUPPORTED if alg in ALL_ENCRYPTION_ALGS and alg in allowed)
 
     @property
     def encryption_encs(self) -> list[str]:
-        return [enc for enc in self.ENCRYPTION_ENCS_SUPPORTED if enc in ALL_ENCRYPTION_ENCS]
+        return list(
+            self._derive(
+                "encryption_encs",
+                lambda: tuple(enc for enc in self.ENCRYPTION_ENCS_SUPPORTED if enc in ALL_ENCRYPTION_ENCS),
+            )
+        )
 
     @property
     def response_modes(self) -> list[str]:
-        return [mode for mode in self.RESPONSE_MODES_SUPPORTED if mode in ALL_RESPONSE_MODES]
+        return list(
+            self._derive(
+                "response_modes",
+                lambda: tuple(mode for mode in self.RESPONSE_MODES_SUPPORTED if mode in ALL_RESPONSE_MODES),
+            )
+        )
 
     @property
     def jwks_max_age(self) -> int:
@@ -302,6 +344,10 @@ class JARMSettings:
     @property
     def response_lifetime(self) -> int:
         """``RESPONSE_LIFETIME``, never beyond the profile's bound (check E004 reports a larger value)."""
+        lifetime: int = self._derive("response_lifetime", self._response_lifetime)
+        return lifetime
+
+    def _response_lifetime(self) -> int:
         bound = self.profile.max_response_lifetime
         lifetime = int(self.RESPONSE_LIFETIME)
         return lifetime if bound is None else min(lifetime, bound)
@@ -309,9 +355,16 @@ class JARMSettings:
     @property
     def redirect_status(self) -> int:
         """``REDIRECT_STATUS``; when not set, the profile's (303 under FAPI 2.0)."""
+        status: int = self._derive("redirect_status", self._redirect_status)
+        return status
+
+    def _redirect_status(self) -> int:
         if "REDIRECT_STATUS" not in self.user_settings:
             return self.profile.redirect_status
         return int(self.REDIRECT_STATUS)
 
+
+#: "Not read yet" (``None`` is a possible value of the JARM setting).
+_NOT_READ = object()
 
 jarm_settings = JARMSettings()

@@ -479,6 +479,19 @@ class PublishedKeys:
         retiring = [k for k in self.keys if k.alg == alg and k.status == ServerKey.Status.RETIRING and k.retiring_since]
         return max(retiring, key=lambda k: k.retiring_since, default=None)  # type: ignore[arg-type, return-value]
 
+    def signer_stable_for(self, alg: str, now: datetime.datetime) -> float | None:
+        """Seconds from ``now`` during which :meth:`signer` keeps its answer (``None``: until the keys change).
+
+        Only time changes it: an active key of ``alg`` reaching the end of its publication wait.
+        """
+        refresh = datetime.timedelta(seconds=publication_wait())
+        waits = [
+            (key.created + refresh - now).total_seconds()
+            for key in self.keys
+            if key.alg == alg and key.status == ServerKey.Status.ACTIVE and now < key.created + refresh
+        ]
+        return min(waits, default=None)
+
     def active_algs(self) -> set[str]:
         return {key.alg for key in self.keys if key.status == ServerKey.Status.ACTIVE}
 
@@ -574,11 +587,19 @@ def get_signing_key(alg: str, application: Any) -> SigningKey:
         raise KeyUnavailable(f"{alg} is not enabled in JARM['SIGNING_ALGS_SUPPORTED'] (or the profile).")
     if alg in SYMMETRIC_SIGNING_ALGS:
         return _client_secret_key(alg, application)
+    snapshot = state.current()
+    chosen: SigningKey | None = snapshot.recall("signer", alg)
+    if chosen is not None:
+        return chosen
     published = published_keys()
     # RFC 9864: Ed25519 is signed by the EdDSA key, under the name the client registered.
-    signer = published.signer(SERVER_KEY_ALG.get(alg, alg), timezone.now())
+    key_alg, now = SERVER_KEY_ALG.get(alg, alg), timezone.now()
+    signer = published.signer(key_alg, now)
     if signer is not None:
-        return SigningKey(alg=alg, kid=signer.kid, jwk=_parsed_key(signer.kid, signer.encrypted))
+        chosen = SigningKey(alg=alg, kid=signer.kid, jwk=_parsed_key(signer.kid, signer.encrypted))
+        # Kept until the snapshot changes or a waiting key may start signing, whichever is first.
+        snapshot.remember("signer", alg, chosen, ttl=published.signer_stable_for(key_alg, now))
+        return chosen
     if alg == "RS256":
         dot_keys = _dot_rsa_keys()
         if dot_keys:

@@ -146,4 +146,5 @@ def _changed_here(*args: Any, using: str, **kwargs: Any) -> None:
 
 @receiver(setting_changed, dispatch_uid="django_jarm.state.setting_changed")
 def _setting_changed(**kwargs: Any) -> None:
+    jarm_settings.reload()
     clear()

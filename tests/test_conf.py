@@ -226,3 +226,26 @@ def test_profile_restricts_encryption_algs(profile, expected):
     assert "RSA1_5" not in algs
     if profile == "fapi2-message-signing":
         assert algs == ["RSA-OAEP", "RSA-OAEP-256", "ECDH-ES", "ECDH-ES+A128KW", "ECDH-ES+A192KW", "ECDH-ES+A256KW"]
+
+
+def test_derived_values_follow_a_new_jarm_dict_and_reload():
+    with override_settings(JARM={"SIGNING_ALGS_SUPPORTED": ["ES256", "PS256"]}):
+        assert jarm_settings.signing_algs == ["ES256", "PS256"]
+        assert jarm_settings.response_lifetime == 120
+        with override_settings(JARM={"SIGNING_ALGS_SUPPORTED": ["PS256"], "PROFILE": "fapi1-advanced"}):
+            assert jarm_settings.signing_algs == ["PS256"]
+            assert jarm_settings.profile.name == "fapi1-advanced"
+            assert jarm_settings.response_lifetime == 120
+        assert jarm_settings.signing_algs == ["ES256", "PS256"]
+        assert jarm_settings.profile.name is None
+
+
+def test_a_derived_list_is_a_copy_and_a_change_in_place_is_seen_after_reload(settings):
+    settings.JARM = {"SIGNING_ALGS_SUPPORTED": ["ES256"]}
+    algs = jarm_settings.signing_algs
+    algs.append("HS256")
+    assert jarm_settings.signing_algs == ["ES256"]  # the caller's list is its own
+    settings.JARM["SIGNING_ALGS_SUPPORTED"].append("PS256")
+    assert jarm_settings.signing_algs == ["ES256"]  # derived once per dict
+    jarm_settings.reload()
+    assert jarm_settings.signing_algs == ["ES256", "PS256"]

@@ -178,6 +178,24 @@ def test_key_marked_for_the_algorithm_is_preferred(browser, make_app, authorize,
 
 
 @pytest.mark.django_db
+def test_a_new_client_key_is_used_from_the_next_response(browser, make_app, authorize, verify_jws):
+    """The chosen client key is kept between responses, and follows every saved change."""
+    old, new = client_key("RSA-OAEP", kid="old"), client_key("RSA-OAEP", kid="new")
+    app = make_app("code", jarm={"authorization_encrypted_response_alg": "RSA-OAEP", "jwks": public_jwks(old)})
+    for _ in range(2):
+        response, _, _ = authorize(browser, app, "code", "jwt")
+        assert finish(response, app, old, "RSA-OAEP", "A128CBC-HS256", verify_jws)["header"]["kid"] == "old"
+    app.jarm.jwks = public_jwks(new)
+    app.jarm.save()
+    response, _, _ = authorize(browser, app, "code", "jwt")
+    assert finish(response, app, new, "RSA-OAEP", "A128CBC-HS256", verify_jws)["header"]["kid"] == "new"
+    app.jarm.authorization_encrypted_response_alg = "RSA-OAEP-256"
+    app.jarm.save()
+    response, _, _ = authorize(browser, app, "code", "jwt")
+    assert finish(response, app, new, "RSA-OAEP-256", "A128CBC-HS256", verify_jws)["header"]["alg"] == "RSA-OAEP-256"
+
+
+@pytest.mark.django_db
 def test_disabled_algorithm_is_server_error(browser, make_app, authorize):
     key = client_key("RSA-OAEP")
     app = make_app("code", jarm={"authorization_encrypted_response_alg": "RSA-OAEP", "jwks": public_jwks(key)})

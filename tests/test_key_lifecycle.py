@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import time
 from typing import Any
 
 import pytest
@@ -126,6 +127,22 @@ def test_a_new_key_signs_only_once_every_process_publishes_it(make_app, publishe
     assert get_signing_key("ES256", app).kid == old.kid
     published_since(fresh, seconds=1)
     assert get_signing_key("ES256", app).kid == fresh.kid
+
+
+@pytest.mark.django_db
+@pytest.mark.publication_wait
+def test_a_waiting_key_takes_over_when_its_wait_ends_with_nothing_else_changing(make_app, published_since):
+    """The chosen signer is kept between requests, but never past the moment a waiting key may sign."""
+    with override_settings(JARM={"STATE_REFRESH_SECONDS": 0.3}):
+        app = make_app("code")
+        old = generate_server_key("ES256")
+        published_since(old)
+        fresh = generate_server_key("ES256")
+        activate_server_key(fresh.kid, force=True)
+        assert get_signing_key("ES256", app).kid == old.kid
+        assert get_signing_key("ES256", app).kid == old.kid  # kept, no query needed
+        time.sleep(0.35)  # no database change: only the clock moves
+        assert get_signing_key("ES256", app).kid == fresh.kid
 
 
 @pytest.mark.django_db

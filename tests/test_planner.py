@@ -173,3 +173,36 @@ def test_response_parameters_drop_dots_iss_and_keep_the_redirect_uris_own_query(
     url = "https://rp.example/cb?own=1&code=abc&state=s&iss=https%3A%2F%2Fas"
     assert authorization.response_parameters(url, "https://rp.example/cb?own=1") == [("code", "abc"), ("state", "s")]
     assert ("iss", "https://as") in authorization.response_parameters(url, "https://rp.example/cb?own=1", keep_iss=True)
+
+
+@pytest.mark.django_db
+def test_the_issuer_is_remembered_only_for_allowed_hosts():
+    from django.core.exceptions import DisallowedHost
+
+    factory = RequestFactory()
+    assert authorization.get_issuer(factory.get("/o/authorize/", HTTP_HOST="localhost")) == "http://localhost/o"
+    assert authorization.get_issuer(factory.get("/o/authorize/", HTTP_HOST="127.0.0.1")) == "http://127.0.0.1/o"
+    for host in ("evil.example", "localhost.evil.example", "localhost:80@evil.example"):
+        with pytest.raises(DisallowedHost):
+            authorization.get_issuer(factory.get("/o/authorize/", HTTP_HOST=host))
+    # Asked again, still refused: a refused host is never remembered.
+    with pytest.raises(DisallowedHost):
+        authorization.get_issuer(factory.get("/o/authorize/", HTTP_HOST="evil.example"))
+    assert authorization.get_issuer(factory.get("/o/authorize/", secure=True, HTTP_HOST="localhost")) == (
+        "https://localhost/o"
+    )
+
+
+@pytest.mark.django_db
+def test_the_remembered_issuer_follows_a_forwarded_host():
+    from django.core.exceptions import DisallowedHost
+
+    factory = RequestFactory()
+    with override_settings(USE_X_FORWARDED_HOST=True):
+        assert authorization.get_issuer(factory.get("/o/authorize/", HTTP_HOST="localhost")) == "http://localhost/o"
+        forwarded = factory.get("/o/authorize/", HTTP_HOST="localhost", HTTP_X_FORWARDED_HOST="127.0.0.1")
+        assert authorization.get_issuer(forwarded) == "http://127.0.0.1/o"
+        with pytest.raises(DisallowedHost):
+            authorization.get_issuer(
+                factory.get("/o/authorize/", HTTP_HOST="localhost", HTTP_X_FORWARDED_HOST="evil.example")
+            )
