@@ -1,8 +1,10 @@
 """The per-process snapshot of configuration, and its one consistency rule (DESIGN 6).
 
-Everything a process keeps between requests (the published server keys and parsed signing keys,
-client settings, fetched client JWK Sets, metadata documents, the issuer) is kept in the current
-:class:`Snapshot`, and nowhere else. The rule for becoming stale is one:
+Everything a process keeps between requests that can become stale (the published server keys,
+parsed signing keys and the key each algorithm signs with, client settings and the key chosen
+from a client's stored JWK Set, fetched client JWK Sets, metadata documents, the issuer) is kept
+in the current :class:`Snapshot`, and nowhere else; only memos of pure functions (keyed by the
+content they are computed from) live in bounded ``lru_cache``s. The rule for becoming stale is one:
 
     A snapshot is used while its version equals the version row in the database
     (:class:`~django_jarm.models.StateVersion`), compared at most every
