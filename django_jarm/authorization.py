@@ -206,7 +206,9 @@ class ResponsePlanner:
             encryption_key.alg if encryption_key else "-",
             error or "-",
         )
-        response_issued.send(
+        # A receiver that fails must not turn a response whose code exists into a 500: Django
+        # logs its exception (logger django.dispatch), and the response goes out.
+        response_issued.send_robust(
             sender=type(self),
             request=http_request,
             client_id=plan.request.client_id,

@@ -176,7 +176,10 @@ class JARMAuthorizationMixin:
                     state=credentials.get("state") or None,
                     response_modes=tuple(self.get_requested_response_modes()),
                     request_object="request" in self.request.GET or "request" in submitted,
-                    request_uri=bool(request_uri) and not request_uri.startswith(par.REQUEST_URI_PREFIX),
+                    # A pushed request's URI only where this server serves PAR; elsewhere it is
+                    # just a request_uri, which is not supported.
+                    request_uri=bool(request_uri)
+                    and not (par.par_enabled() and request_uri.startswith(par.REQUEST_URI_PREFIX)),
                     # As oauthlib read them when it did (the credentials), else as submitted.
                     code_challenge=credentials.get("code_challenge", submitted.get("code_challenge")),
                     code_challenge_method=credentials.get(

@@ -7,6 +7,7 @@ import html
 from typing import Any
 
 import pytest
+from django.conf import settings as django_settings
 from django.test import RequestFactory, override_settings
 from oauth2_provider.models import get_access_token_model, get_grant_model
 
@@ -93,6 +94,28 @@ def test_request_objects_are_refused_in_the_verified_outer_mode(browser, make_ap
     assert delivery.mode == "fragment"
     assert verified.params["error"] == error
     assert verified.params["state"] == "af0ifjsldkj"
+
+
+def test_a_pushed_style_request_uri_where_par_is_not_served_is_refused(browser, make_app, authorize, verify):
+    from oauth2_provider.settings import oauth2_settings
+
+    from django_jarm.par import REQUEST_URI_PREFIX
+
+    generate_server_key("RS256")
+    app = make_app("code")
+    extra = {"request_uri": REQUEST_URI_PREFIX + "made-up"}
+    with override_settings(OAUTH2_PROVIDER={**django_settings.OAUTH2_PROVIDER, "PAR_ENABLED": False}):
+        oauth2_settings.reload()
+        try:
+            response, _, _ = authorize(browser, app, "code", "fragment.jwt", extra=extra)
+        finally:
+            oauth2_settings.reload()
+    if response.status_code == 400:  # a DOT that reads every request_uri as a pushed request
+        assert dot_has_par()
+        assert "Location" not in response
+        return
+    _, verified = verify(response, app)
+    assert verified.params["error"] == "request_uri_not_supported"
 
 
 def test_request_objects_without_a_jwt_mode_are_refused_in_the_clear(browser, make_app, authorize):

@@ -50,3 +50,19 @@ def test_response_issued_for_plain_and_failed_responses(browser, make_app, autho
     authorize(browser, app, "code", mode)
     (event,) = issued
     assert {k: event[k] for k in expected} == expected
+
+
+@pytest.mark.django_db
+def test_a_failing_receiver_never_turns_the_response_into_an_error(browser, make_app, authorize, verify, caplog):
+    def broken(sender, **kwargs):
+        raise RuntimeError("receiver failed")
+
+    response_issued.connect(broken)
+    try:
+        app = make_app("code")
+        response, _, _ = authorize(browser, app, "code", "jwt")
+    finally:
+        response_issued.disconnect(broken)
+    _, verified = verify(response, app)
+    assert "code" in verified.params
+    assert any(record.name == "django.dispatch" and record.exc_info for record in caplog.records)
