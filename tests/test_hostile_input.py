@@ -553,9 +553,15 @@ def _fill(query: list[tuple[str, str]], app: Any) -> list[tuple[str, str]]:
 
 
 def _agent(user: Any, logged_in: bool) -> Client:
+    """A fresh browser, logged in to one session of ``user`` made once per test (no login per example)."""
     agent = Client()
     if logged_in:
-        agent.force_login(user)
+        session_key = getattr(user, "_hostile_session_key", None)
+        if session_key is None:
+            login = Client()
+            login.force_login(user)
+            session_key = user._hostile_session_key = login.cookies[settings.SESSION_COOKIE_NAME].value
+        agent.cookies[settings.SESSION_COOKIE_NAME] = session_key
     return agent
 
 
@@ -567,11 +573,11 @@ def test_hostile_authorization_requests(registered, user):
     def run(request: tuple[str, bool, list[tuple[str, str]]]) -> None:
         client, logged_in, query = request
         query = _fill(query, registered.apps[client])
-        with override_settings(JARM=JARM_SETTINGS):
-            response = _agent(user, logged_in).get("/o/authorize/?" + urlencode(query))
+        response = _agent(user, logged_in).get("/o/authorize/?" + urlencode(query))
         check_answer(response, _sent("GET", query), registered)
 
-    run()
+    with override_settings(JARM=JARM_SETTINGS):  # once: a settings change reloads every key
+        run()
 
 
 @pytest.mark.fuzz
@@ -604,11 +610,11 @@ def test_hostile_requests_with_one_known_mode(registered, user):
             name: value,
         }
         query = list(fields.items())
-        with override_settings(JARM=JARM_SETTINGS):
-            response = _agent(user, logged_in).get("/o/authorize/?" + urlencode(query))
+        response = _agent(user, logged_in).get("/o/authorize/?" + urlencode(query))
         check_answer(response, _sent("GET", query), registered)
 
-    run()
+    with override_settings(JARM=JARM_SETTINGS):
+        run()
 
 
 # Raw query strings --------------------------------------------------------------------------------
@@ -694,8 +700,7 @@ def test_hostile_raw_query_strings(registered, user):
     def run(request: tuple[str, bool, list[tuple[str, str]], list[str]]) -> None:
         client, logged_in, query, pieces = request
         raw = _raw_query(_fill(query, registered.apps[client]), pieces)
-        with override_settings(JARM=JARM_SETTINGS):
-            response = _agent(user, logged_in).get("/o/authorize/", QUERY_STRING=raw)
+        response = _agent(user, logged_in).get("/o/authorize/", QUERY_STRING=raw)
         raw_bytes = raw.encode("latin-1")
         # RFC 3986 3.4: raw (not percent-encoded) bytes outside ASCII are refused too.
         if encoding_problem(raw_bytes) or storage_problem(raw_bytes) or not raw_bytes.isascii():
@@ -706,7 +711,8 @@ def test_hostile_raw_query_strings(registered, user):
         decoded = [(name, value) for name, values in QueryDict(raw_bytes).lists() for value in values]
         check_answer(response, _sent("GET", decoded), registered)
 
-    run()
+    with override_settings(JARM=JARM_SETTINGS):
+        run()
 
 
 # The consent POST -------------------------------------------------------------------------------
@@ -760,24 +766,24 @@ def test_tampered_consent_posts(registered, user):
         if mode:
             query.append(("response_mode", mode))
         agent = _agent(user, True)
-        with override_settings(JARM=JARM_SETTINGS):
-            page = agent.get("/o/authorize/?" + urlencode(query))
-            check_answer(page, _sent("GET", query), registered)
-            if page.status_code != 200 or "form" not in (page.context or {}):
-                return
-            form = page.context["form"]
-            data = [(name, str(form[name].value() or "")) for name in form.fields if name != "allow"]
-            placeholders = {"<client>": app.client_id, "<other>": registered.apps["code"].client_id}
-            data = [(name, value) for name, value in data if name not in changes]
-            for name, values in changes.items():
-                data += [(name, placeholders.get(value, value)) for value in values]
-            if allow:
-                data.append(("allow", "Authorize"))
-            url = "/o/authorize/" + ("?" + urlencode(url_query) if url_query else "")
-            response = agent.post(url, urlencode(data), content_type="application/x-www-form-urlencoded")
+        page = agent.get("/o/authorize/?" + urlencode(query))
+        check_answer(page, _sent("GET", query), registered)
+        if page.status_code != 200 or "form" not in (page.context or {}):
+            return
+        form = page.context["form"]
+        data = [(name, str(form[name].value() or "")) for name in form.fields if name != "allow"]
+        placeholders = {"<client>": app.client_id, "<other>": registered.apps["code"].client_id}
+        data = [(name, value) for name, value in data if name not in changes]
+        for name, values in changes.items():
+            data += [(name, placeholders.get(value, value)) for value in values]
+        if allow:
+            data.append(("allow", "Authorize"))
+        url = "/o/authorize/" + ("?" + urlencode(url_query) if url_query else "")
+        response = agent.post(url, urlencode(data), content_type="application/x-www-form-urlencoded")
         check_answer(response, _sent("POST", data, url_query), registered)
 
-    run()
+    with override_settings(JARM=JARM_SETTINGS):
+        run()
 
 
 # Fixed XSS cases -----------------------------------------------------------------------------
@@ -1197,30 +1203,30 @@ def test_generated_client_settings(registered, user):
         app = apps[index]
         ClientSettings.objects.filter(application=app).delete()
         row = ClientSettings(application=app, **fields)
-        with override_settings(JARM=JARM_SETTINGS):
-            try:
-                row.full_clean()
-            except ValidationError:
-                return
-            row.save()
-            app.refresh_from_db()
-            response_type = _response_type_of(app)
-            _, challenge = rp.pkce_pair()
-            query = [
-                ("client_id", app.client_id),
-                ("response_type", response_type),
-                ("redirect_uri", REDIRECT_URI),
-                ("scope", "openid read"),
-                ("state", "af0ifjsldkj"),
-                ("nonce", "n-0S6_WzA2Mj"),
-                ("code_challenge", challenge),
-                ("code_challenge_method", "S256"),
-                ("response_mode", mode),
-            ]
-            response = _agent(user, True).get("/o/authorize/?" + urlencode(query))
+        try:
+            row.full_clean()
+        except ValidationError:
+            return
+        row.save()
+        app.refresh_from_db()
+        response_type = _response_type_of(app)
+        _, challenge = rp.pkce_pair()
+        query = [
+            ("client_id", app.client_id),
+            ("response_type", response_type),
+            ("redirect_uri", REDIRECT_URI),
+            ("scope", "openid read"),
+            ("state", "af0ifjsldkj"),
+            ("nonce", "n-0S6_WzA2Mj"),
+            ("code_challenge", challenge),
+            ("code_challenge_method", "S256"),
+            ("response_mode", mode),
+        ]
+        response = _agent(user, True).get("/o/authorize/?" + urlencode(query))
         check_answer(response, _sent("GET", query), registered)
 
-    run()
+    with override_settings(JARM=JARM_SETTINGS):
+        run()
 
 
 @pytest.mark.django_db
