@@ -139,13 +139,16 @@ def _inline_key(application: Any, jwks: Any, alg: str, enc: str) -> EncryptionKe
 
 
 def _select_from_uri(uri: str, alg: str) -> dict[str, Any]:
+    snapshot = state.current()
+    kept = snapshot.recall("client-jwks", uri) is not None
     jwks = fetch_client_jwks(uri)
     try:
         return select_key(jwks, alg)
     except KeyUnavailable:
-        # The client may have rotated its keys since we fetched them: one refresh, rate-limited.
-        snapshot = state.current()
-        if snapshot.recall("client-jwks-refreshed", uri):
+        # The client may have rotated its keys since we fetched them: one refresh, rate-limited,
+        # and only of a set kept from earlier (a set fetched just now is as fresh as it gets, and
+        # a second fetch would double the request's wait).
+        if not kept or snapshot.recall("client-jwks-refreshed", uri):
             raise
         snapshot.remember("client-jwks-refreshed", uri, True, ttl=REFRESH_INTERVAL_SECONDS)
         return select_key(fetch_client_jwks(uri, refresh=True), alg)
