@@ -13,6 +13,7 @@ rolled back (:mod:`django_jarm.conformance`). The exit status is 1 when any chec
 from __future__ import annotations
 
 import json
+import logging
 from argparse import ArgumentParser
 from collections import Counter
 from itertools import groupby
@@ -47,7 +48,18 @@ class Command(BaseCommand):
         parser.add_argument("--strict", action="store_true", help="Exit with status 1 on a WARN as well.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        report = run(options["clients"], base_url=options["base_url"], host=options["host"], timeout=options["timeout"])
+        # Every flow is an authorization response the endpoint logs at INFO: kept out of the
+        # table unless asked for (-v 2); warnings and errors still show.
+        package_logger = logging.getLogger("django_jarm")
+        level = package_logger.level
+        if options["verbosity"] < 2:
+            package_logger.setLevel(max(level, logging.WARNING))
+        try:
+            report = run(
+                options["clients"], base_url=options["base_url"], host=options["host"], timeout=options["timeout"]
+            )
+        finally:
+            package_logger.setLevel(level)
         counts = Counter(result.status for result in report.results)
         if options["json"]:
             document = {"results": [result.as_dict() for result in report.results], "summary": dict(counts)}
@@ -73,10 +85,14 @@ class Command(BaseCommand):
         for row in rows:
             by_check.setdefault(row.check, []).append(row)
         passed = 0
+        not_applicable: dict[str, list[str]] = {}
         for check, results in by_check.items():
             worst = min(results, key=lambda r: SEVERITY[r.status])
-            if worst.status == PASS and not verbose:
+            if worst.status == PASS and not verbose and mode:
                 passed += 1
+                continue
+            if worst.status == "N/A" and not verbose:
+                not_applicable.setdefault(worst.reason, []).append(check)
                 continue
             outcomes = [r.outcome for r in results if r.status == worst.status and r.outcome]
             where = f"{mode:<13} " if mode else ""
@@ -84,6 +100,9 @@ class Command(BaseCommand):
             self.stdout.write(f"  {where}{self.styled(worst.status)}  {check}{label}: {worst.reason}")
             if worst.fix:
                 self.stdout.write(f"  {' ' * len(where)}      fix: {worst.fix}")
+        for reason, checks in not_applicable.items():
+            where = f"{mode:<13} " if mode else ""
+            self.stdout.write(f"  {where}{self.styled('N/A')}  {len(checks)} check(s): {reason}")
         if passed:
             outcomes = sorted({row.outcome for row in rows if row.outcome})
             per = f" x {len(outcomes)} outcomes ({', '.join(outcomes)})" if outcomes else ""
