@@ -25,12 +25,14 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import override_settings
 from jwcrypto import jwk
+from jwcrypto.common import base64url_encode
 from oauth2_provider.models import get_access_token_model, get_grant_model, get_id_token_model, get_refresh_token_model
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.scopes import SettingsScopes
 
-from django_jarm import views
+from django_jarm import tokens, views
 from django_jarm.authorization import ResponsePlanner
+from django_jarm.client_keys import EncryptionKey, derive_secret_key
 from django_jarm.exceptions import Refusal
 from django_jarm.keys import SigningKey, _dot_rsa_keys, encrypt_private_key, generate_server_key
 from django_jarm.models import ClientSettings, ServerKey
@@ -423,6 +425,16 @@ class RS256Planner(ResponsePlanner):
         return replace(plan, signing_key=SigningKey(alg="RS256", kid=dot_key.thumbprint(), jwk=dot_key))
 
 
+class OtherSecretPlanner(ResponsePlanner):
+    """Encrypts with a key derived from another secret than the client's."""
+
+    def response_jwt(self, plan: Any, params: Any) -> str:
+        key = plan.encryption_key
+        secret = derive_secret_key("not-the-client-secret-" + "y" * 40, key.alg, key.enc)
+        other = EncryptionKey(key.alg, key.enc, None, jwk.JWK(kty="oct", k=base64url_encode(secret)))
+        return tokens.encrypt(self.sign(plan, params), other)
+
+
 def _planner(name: str, **jarm: Any) -> Any:
     return override_settings(JARM={"RESPONSE_PLANNER": f"tests.test_conformance_command.{name}", **jarm})
 
@@ -594,6 +606,23 @@ def test_secret_encrypted_responses_are_decrypted_and_checked(make_app: Callable
     assert len(rows(results, "ValidateJARMSignatureUsingKid", "PASS")) == 9
 
 
+def test_a_secret_encrypted_response_that_does_not_decrypt(make_app: Callable[..., Any]) -> None:
+    generate_server_key("ES256")
+    make_app("code", hash_client_secret=False, client_secret=CLIENT_SECRET, jarm=_secret_encryption())
+
+    with _planner("OtherSecretPlanner"):
+        results, error = conformance()
+
+    assert error is not None
+    failed = rows(results, "ExtractJARMFromURLQuery", "FAIL")
+    assert len(failed) == 9
+    assert failed[0]["reason"].startswith(
+        "The dir/A128CBC-HS256 JWE does not decrypt with the key derived from the client secret"
+    )
+    assert rows(results, "ExtractJARMFromURLQuery", "PASS") == []
+    assert rows(results, "ValidateJARMSignatureUsingKid", "PASS") == []  # the suite stops there
+
+
 def _client_rsa_jwks(*kids: str | None) -> tuple[dict[str, Any], list[jwk.JWK]]:
     keys = [jwk.JWK.generate(kty="RSA", size=2048) for _ in kids]
     public = []
@@ -702,6 +731,21 @@ class _Hostile(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         kind = self.server.kind  # type: ignore[attr-defined]
+        if kind == "redirect":
+            self.send_response(302)
+            self.send_header("Location", "http://127.0.0.1:1/elsewhere")
+            self.end_headers()
+            return
+        if kind == "slow-headers":
+            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            for _ in range(100):  # a header line every 0.2 s: each read succeeds, the whole never ends
+                try:
+                    self.wfile.write(b"X-Slow: 1\r\n")
+                    self.wfile.flush()
+                except OSError:
+                    return
+                time.sleep(0.2)
+            return
         if kind == "slow":
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -751,6 +795,8 @@ def hostile() -> Iterator[Callable[[str], str]]:
     ("kind", "reason"),
     [
         ("slow", "did not answer within 1 s"),
+        ("slow-headers", "did not answer within 1 s"),
+        ("redirect", "redirects (HTTP 302); redirects are not followed"),
         ("huge", "is larger than 1048576 bytes"),
         ("html", "is not JSON"),
         ("array", "is not a JSON object"),
