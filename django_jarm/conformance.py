@@ -31,6 +31,7 @@ keys the JWK Set serves: the other JOSE boundary of the package, on the receivin
 from __future__ import annotations
 
 import base64
+import hashlib
 import http.client
 import json
 import re
@@ -524,8 +525,9 @@ class Delivery:
 
     #: ``query``, ``fragment``, ``form_post``; ``""`` when nothing reached the redirect URI.
     where: str
+    #: The response parameters (the redirect URI's own query set aside).
     params: list[tuple[str, str]] = field(default_factory=list)
-    #: Parameters of the redirect URI's own query that arrived untouched (not response parameters).
+    #: What arrived instead, when nothing reached the redirect URI.
     problem: str = ""
 
 
@@ -620,8 +622,6 @@ class _Flows:
 
 
 def pkce_pair() -> tuple[str, str]:
-    import hashlib
-
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     return verifier, challenge
@@ -1223,9 +1223,9 @@ def _run_clients(applications: Iterable[Any] | None, http: InProcess, report: Re
         elif not modes:
             report.add(
                 "CheckClientResponseModesSupported",
-                FAIL,
-                "The client may use no JWT response mode.",
-                "Allow a JWT mode for the client (admin: JARM settings, allowed response modes).",
+                NOT_APPLICABLE,
+                "The client may use no JWT response mode (not a JARM client): nothing to check.",
+                "Allow a JWT mode for the client to check it (admin: JARM settings, allowed response modes).",
                 **base,
             )
         else:

@@ -572,6 +572,17 @@ def test_a_client_allowed_a_mode_the_server_does_not_advertise(es256_client: Any
     assert {r["mode"] for r in results if r["client_id"] == "es256-client" and r["mode"]} == {"query.jwt"}
 
 
+def test_a_client_without_jwt_modes_is_not_checked(es256_client: Any) -> None:
+    ClientSettings.objects.filter(application=es256_client).update(response_modes=["query", "form_post"])
+
+    results, error = conformance()
+
+    assert error is None
+    assert [(r["check"], r["status"]) for r in results if r["client_id"] == "es256-client"] == [
+        ("CheckClientResponseModesSupported", "N/A")
+    ]
+
+
 def test_a_client_whose_response_type_the_profile_refuses(make_app: Callable[..., Any]) -> None:
     generate_server_key("ES256")
     make_app("code id_token", jarm={"authorization_signed_response_alg": "ES256"})
