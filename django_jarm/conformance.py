@@ -1167,7 +1167,19 @@ def _run_clients(applications: Iterable[Any] | None, http: InProcess, report: Re
             scope="client",
         )
         return
-    user = _throwaway_user()
+    try:
+        with transaction.atomic():
+            user = _throwaway_user()
+    except Exception as exc:  # a custom user model with required fields, a database refusing the row
+        report.add(
+            "CheckServerConfiguration",
+            FAIL,
+            f"No throwaway user can be created for the flows ({type(exc).__name__}: {exc}).",
+            "The self-test saves a user with only a username (USERNAME_FIELD) and an unusable password, "
+            "rolled back afterwards: give the user model's other fields defaults.",
+            scope="client",
+        )
+        return
     profile = jarm_settings.PROFILE
     if applications is None:
         applications = get_application_model().objects.order_by("client_id")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import http.server
 import io
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -546,6 +548,20 @@ def test_an_unknown_scope_that_is_accepted(es256_client: Any, settings: Any) -> 
 # Clients ---------------------------------------------------------------------------------------
 
 
+def test_a_user_model_that_cannot_be_saved(es256_client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise ValueError("email is required")
+
+    monkeypatch.setattr(get_user_model(), "save", refuse)
+
+    results, error = conformance()
+
+    assert error is not None
+    failed = rows(results, "CheckServerConfiguration", "FAIL")
+    assert failed[0]["reason"] == "No throwaway user can be created for the flows (ValueError: email is required)."
+    assert not [r for r in results if r["client_id"]]
+
+
 def test_a_client_without_its_signing_key(make_app: Callable[..., Any]) -> None:
     make_app("code", client_id="ps256-client", jarm={"authorization_signed_response_alg": "PS256"})
 
@@ -718,6 +734,18 @@ def test_the_demo_passes_every_check(tmp_path: Any) -> None:
     }
     not_applicable = {r["client_id"] for r in document["results"] if r["status"] == "N/A"}
     assert not_applicable == {"demo-hybrid-encrypted"}  # encrypted to the relying party's key
+
+    # manage.py exits with status 1 on a failure (here: a client that does not exist).
+    failing = subprocess.run(
+        [sys.executable, "manage.py", "jarm_conformance", "--client", "nobody"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert failing.returncode == 1
+    assert "CommandError: 1 check(s) failed." in failing.stderr
 
 
 # --base-url ---------------------------------------------------------------------------------------
