@@ -797,7 +797,12 @@ class _Hostile(http.server.BaseHTTPRequestHandler):
                     return
                 time.sleep(0.2)
             return
+        port = self.server.server_port  # type: ignore[attr-defined]
         body = {
+            "no-jwks-uri": b'{"issuer": "https://as.example"}',
+            "bad-jwks": b'{"keys": "none"}'
+            if self.path == "/jwks"
+            else json.dumps({"issuer": "x", "jwks_uri": f"http://127.0.0.1:{port}/jwks"}).encode(),
             "huge": b"[" + b"1," * 600_000 + b"1]",
             "html": b"<html>Bad gateway</html>",
             "array": b"[1, 2, 3]",
@@ -855,6 +860,23 @@ def test_base_url_against_a_hostile_server(
         f"{base}/o/.well-known/oauth-authorization-server",
     }
     assert all(reason in r["reason"] for r in failed), failed
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [("no-jwks-uri", "names no jwks_uri"), ("bad-jwks", 'The JWK Set has no "keys" array of objects.')],
+)
+def test_base_url_with_a_bad_jwk_set(es256_client: Any, hostile: Callable[[str], str], kind: str, reason: str) -> None:
+    base = hostile(kind)
+
+    results, error = conformance("--base-url", base, "--timeout", "1")
+
+    assert error is not None
+    failed = [r for r in rows(results, "FetchServerKeys", "FAIL") if r["scope"].startswith(base)]
+    assert failed
+    assert all(reason in r["reason"] for r in failed), failed
+    # The fetched discovery document is checked as well: it lacks response_modes_supported.
+    assert rows(results, "CheckDiscEndpointResponseModesSupportedContainsJwt", "FAIL")
 
 
 def test_base_url_that_is_not_listening(es256_client: Any) -> None:
