@@ -55,7 +55,6 @@ from jwcrypto import jwe, jwk
 from jwcrypto.common import JWException
 from jwcrypto.jwa import JWA
 from oauth2_provider.models import get_application_model
-from oauth2_provider.scopes import get_scopes_backend
 from oauth2_provider.settings import oauth2_settings
 
 from .authorization import AuthorizationRequest, get_planner
@@ -629,7 +628,7 @@ def pkce_pair() -> tuple[str, str]:
 
 def requested_scopes(application: Any, response_type: str) -> list[str]:
     """DOT's default scopes of ``application`` (``openid`` first when the response type needs it)."""
-    backend = get_scopes_backend()
+    backend = oauth2_settings.SCOPES_BACKEND_CLASS()  # what DOT's get_scopes_backend() returns
     scopes = [scope for scope in backend.get_default_scopes(application=application, request=None) if scope != "openid"]
     if oauth2_settings.OIDC_ENABLED and (
         "id_token" in response_type.split()
