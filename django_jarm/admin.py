@@ -26,7 +26,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from oauth2_provider.models import get_application_model
 
-from . import tokens
+from . import conformance, tokens
 from ._compat import dot_admin  # noqa: F401  (DOT registers its Application admin first)
 from .authorization import AuthorizationRequest, get_planner
 from .conf import jarm_settings
@@ -192,8 +192,52 @@ class JARMApplicationAdminMixin:
         application = self.get_object(request, object_id)  # type: ignore[attr-defined]
         if application is not None:
             extra_context["jarm_preview"] = build_preview(request, application)
+            opts = self.model._meta  # type: ignore[attr-defined]
+            extra_context["jarm_self_test_url"] = reverse(
+                f"admin:{opts.app_label}_{opts.model_name}_jarm_self_test", args=[application.pk]
+            )
         response: HttpResponse = super().change_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
         return response
+
+    def get_urls(self) -> list[Any]:
+        opts = self.model._meta  # type: ignore[attr-defined]
+        view = self.admin_site.admin_view(self.jarm_self_test_view)  # type: ignore[attr-defined]
+        name = f"{opts.app_label}_{opts.model_name}_jarm_self_test"
+        urls: list[Any] = super().get_urls()  # type: ignore[misc]
+        return [path("<path:object_id>/jarm-self-test/", view, name=name), *urls]
+
+    def jarm_self_test_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The conformance checks of this client's responses (POST runs them: the flows write, then roll back)."""
+        application = self.get_object(request, object_id)  # type: ignore[attr-defined]
+        if application is None or not self.has_change_permission(request, application):  # type: ignore[attr-defined]
+            return HttpResponse(status=403 if application is not None else 404)
+        report = None
+        if request.method == "POST":
+            report = conformance.client_results([application], host=request.get_host(), secure=request.is_secure())
+        return self_test_response(
+            self.admin_site,  # type: ignore[attr-defined]
+            request,
+            report,
+            title=_("JARM self-test: %(client_id)s") % {"client_id": application.client_id},
+            opts=self.model._meta,  # type: ignore[attr-defined]
+            back=reverse(
+                f"admin:{self.model._meta.app_label}_{self.model._meta.model_name}_change",  # type: ignore[attr-defined]
+                args=[application.pk],
+            ),
+        )
+
+
+def self_test_response(
+    site: admin.AdminSite, request: HttpRequest, report: conformance.Report | None, **context: Any
+) -> TemplateResponse:
+    """The results page of a self-test (the form that runs it when ``report`` is None)."""
+    results = report.results if report is not None else []
+    counts = {status: sum(r.status == status for r in results) for status in conformance.STATUSES}
+    return TemplateResponse(
+        request,
+        "admin/django_jarm/self_test.html",
+        {**site.each_context(request), **context, "report": report, "results": results, "counts": counts},
+    )
 
 
 def add_inline_to_application_admin(site: admin.AdminSite = admin.site) -> None:
@@ -330,7 +374,37 @@ class ServerKeyAdmin(admin.ModelAdmin):
 
     def get_urls(self) -> list[Any]:
         generate = self.admin_site.admin_view(self.generate_view)
-        return [path("generate/", generate, name="django_jarm_serverkey_generate"), *super().get_urls()]
+        self_test = self.admin_site.admin_view(self.self_test_view)
+        return [
+            path("generate/", generate, name="django_jarm_serverkey_generate"),
+            path("self-test/", self_test, name="django_jarm_serverkey_self_test"),
+            *super().get_urls(),
+        ]
+
+    def self_test_view(self, request: HttpRequest) -> HttpResponse:
+        """The server conditions (read only, on GET); POST also runs every client's flows (rolled back)."""
+        if not self.has_view_permission(request):
+            return HttpResponse(status=403)
+        report = conformance.server_results(request.get_host(), secure=request.is_secure())
+        application_model = get_application_model()
+        can_run_clients = request.user.has_perm(
+            f"{application_model._meta.app_label}.change_{application_model._meta.model_name}"
+        )
+        if request.method == "POST":
+            if not can_run_clients:
+                return HttpResponse(status=403)
+            report.results += conformance.client_results(host=request.get_host(), secure=request.is_secure()).results
+        return self_test_response(
+            self.admin_site,
+            request,
+            report,
+            title=_("JARM self-test: server"),
+            opts=self.model._meta,
+            back=reverse("admin:django_jarm_serverkey_changelist"),
+            server=True,
+            can_run_clients=can_run_clients,
+            clients_run=request.method == "POST",
+        )
 
     def generate_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_change_permission(request):
