@@ -275,18 +275,10 @@ def get_issuer(request: HttpRequest) -> str:
     if jarm_settings.ISSUER:
         return jarm_settings.ISSUER
     # DOT derives it from the request's scheme and host and a reverse(): the same answer for the
-    # same scheme, URLconf and the headers get_host() reads (without validating them again). Only
-    # a host that passed ALLOWED_HOSTS (dot_issuer() calls get_host()) is ever remembered, and a
-    # settings change drops the snapshot.
-    meta = request.META
-    key = (
-        request.scheme,
-        meta.get("HTTP_X_FORWARDED_HOST"),
-        meta.get("HTTP_HOST"),
-        meta.get("SERVER_NAME"),
-        meta.get("SERVER_PORT"),
-        getattr(request, "urlconf", None),
-    )
+    # same scheme, host and URLconf. Keyed by get_host(), which validates the host against
+    # ALLOWED_HOSTS (so the memo holds only allowed hosts) and reads exactly the headers the
+    # settings say (X-Forwarded-Host and -Port included).
+    key = (request.scheme, request.get_host(), getattr(request, "urlconf", None))
     return state.current().memo("issuer", key, lambda: dot_issuer(request))
 
 

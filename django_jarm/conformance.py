@@ -31,6 +31,7 @@ keys the JWK Set serves: the other JOSE boundary of the package, on the receivin
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import http.client
 import json
@@ -40,21 +41,28 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from django.apps import apps
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import router, transaction
 from django.test import Client, RequestFactory
 from django.urls import NoReverseMatch, reverse
 from jwcrypto import jwe, jwk
 from jwcrypto.common import JWException
 from jwcrypto.jwa import JWA
-from oauth2_provider.models import get_application_model
+from oauth2_provider.models import (
+    get_access_token_model,
+    get_application_model,
+    get_grant_model,
+    get_id_token_model,
+    get_refresh_token_model,
+)
 from oauth2_provider.settings import oauth2_settings
 
 from .authorization import AuthorizationRequest, get_planner
@@ -235,7 +243,14 @@ def fetch_json(url: str, *, timeout: float = REMOTE_TIMEOUT, max_bytes: int = MA
     if urlsplit(url).scheme not in ("http", "https"):
         return None, f"{url} is not an http(s) URL"
     outcome: list[tuple[Any, str]] = []
-    worker = threading.Thread(target=lambda: outcome.append(_fetch_json(url, timeout, max_bytes)), daemon=True)
+
+    def fetch() -> None:
+        try:
+            outcome.append(_fetch_json(url, timeout, max_bytes))
+        except Exception as exc:  # a hostile peer's body (deeply nested JSON...) is a result, not a crash
+            outcome.append((None, f"{url} cannot be read: {type(exc).__name__}"))
+
+    worker = threading.Thread(target=fetch, daemon=True)
     worker.start()
     worker.join(timeout)
     if not outcome:
@@ -265,8 +280,8 @@ def _fetch_json(url: str, timeout: float, max_bytes: int) -> tuple[Any, str]:
         return None, f"{url} is larger than {max_bytes} bytes"
     try:
         return json.loads(body), ""
-    except ValueError:
-        return None, f"{url} is not JSON"
+    except (ValueError, RecursionError):
+        return None, f"{url} is not JSON (or nested too deeply)"
 
 
 def remote_served(base_url: str, *, timeout: float = REMOTE_TIMEOUT) -> list[Served]:
@@ -308,7 +323,7 @@ def _server_keys(jwks: Mapping[str, Any]) -> list[dict[str, Any]] | None:
 def _key_bits(key: Mapping[str, Any]) -> int | None:
     if key.get("kty") == "RSA" and isinstance(key.get("n"), str):
         try:
-            return len(_b64bytes(key["n"]).lstrip(b"\0")) * 8
+            return int.from_bytes(_b64bytes(key["n"]), "big").bit_length()
         except ValueError:
             return None
     if key.get("kty") == "EC":
@@ -661,7 +676,9 @@ def client_modes(application: Any, response_type: str) -> tuple[list[str], list[
     advertised = {mode for mode in FLOW_MODES if mode in supported}
     if "jwt" in supported:
         advertised.add(jwt_mode_name(response_type))
-    listed = list(settings.response_modes) if settings is not None and settings.response_modes else []
+    stored = settings.response_modes if settings is not None else None
+    # A row saved without clean() may hold anything: only a list of strings is a list of modes.
+    listed = [mode for mode in stored if isinstance(mode, str)] if isinstance(stored, list) else []
     jwt_listed = [mode for mode in listed if mode == "jwt" or mode.endswith(".jwt")]
     if listed:
         wanted = {jwt_mode_name(response_type) if mode == "jwt" else mode for mode in jwt_listed}
@@ -689,6 +706,8 @@ class _Context:
     discovery: dict[str, Any]
     jwks: dict[str, Any]
     profile: str | None
+    #: The host and scheme the flows use (the planner derives the issuer from them).
+    http: InProcess | None = None
 
 
 def _verify_signature(jws: str, key: Mapping[str, Any], alg: str) -> bool:
@@ -742,7 +761,9 @@ def check_flow(flow: Flow, context: _Context, report: Report) -> None:
             "Use the default planner (JARM['RESPONSE_PLANNER']).",
         )
         return
-    extra = [name for name in params if name != "response"]
+    # Counted as sent: a second response parameter is as unexpected as any other.
+    names = [name for name, _ in delivery.params] if delivery else []
+    extra = [name for name in names if name != "response"] + (["response"] if names.count("response") > 1 else [])
     if extra:
         add(
             "RejectNonJarmResponsesInUrlQuery",
@@ -880,7 +901,9 @@ def _check_jwe_header(header: Mapping[str, Any], settings: Any, context: _Contex
     if alg in SYMMETRIC_ENCRYPTION_ALGS:
         return
     # ValidateJARMFromURLQueryEncryption: the kid picks exactly one client key of the alg's type.
-    kty = "RSA" if str(alg).startswith("RSA") else "EC"
+    # RSA-OAEP* encrypts to RSA keys; ECDH-ES* to EC keys and to X25519/X448 (OKP) keys alike.
+    ktys = ("RSA",) if str(alg).startswith("RSA") else ("EC", "OKP")
+    kty = "/".join(ktys)
     jwks = settings.jwks if isinstance(settings.jwks, dict) else None
     if jwks is None:
         add(
@@ -889,7 +912,7 @@ def _check_jwe_header(header: Mapping[str, Any], settings: Any, context: _Contex
             "The client's keys are at its jwks_uri; not fetched here.",
         )
         return
-    keys = [key for key in jwks.get("keys", []) if isinstance(key, dict) and key.get("kty") == kty]
+    keys = [key for key in jwks.get("keys", []) if isinstance(key, dict) and key.get("kty") in ktys]
     if not alg:
         add("ValidateJARMFromURLQueryEncryption", WARN, "The JWE header has no alg.", "Use the default planner.")
     elif "kid" in header:
@@ -1110,18 +1133,22 @@ def _check_jws(jws: str, flow: Flow, context: _Context, add: Callable[..., None]
 
 def _planner_problem(context: _Context, flow: Flow) -> str:
     """What the core's plan says about this client (as the admin preview shows), for the reason."""
-    request = RequestFactory().get("/")
-    plan = get_planner().plan(
-        request,
-        context.application,
-        AuthorizationRequest(
-            client_id=flow.client_id,
-            redirect_uri=flow.redirect_uri,
-            response_type=flow.response_type,
-            state=STATE,
-            response_modes=(flow.mode,),
-        ),
-    )
+    http = context.http or InProcess()
+    request = RequestFactory(HTTP_HOST=http.host).get("/", secure=http.secure)
+    try:
+        plan = get_planner().plan(
+            request,
+            context.application,
+            AuthorizationRequest(
+                client_id=flow.client_id,
+                redirect_uri=flow.redirect_uri,
+                response_type=flow.response_type,
+                state=STATE,
+                response_modes=(flow.mode,),
+            ),
+        )
+    except Exception as exc:  # the explanation of a failure must not fail the report
+        return f" (The planner could not be asked why: {type(exc).__name__}.)"
     problem = plan.problem or (plan.refusal.description if plan.refusal else "")
     return f" The planner says: {problem}" if problem else ""
 
@@ -1132,9 +1159,34 @@ def _planner_problem(context: _Context, flow: Flow) -> str:
 def _throwaway_user() -> Any:
     user_model = get_user_model()
     user = user_model(**{user_model.USERNAME_FIELD: f"jarm-conformance-{secrets.token_hex(8)}"})
+    if hasattr(user, "is_active"):
+        user.is_active = True  # a model whose users start inactive (e-mail verification) would never log in
     user.set_unusable_password()
     user.save()
     return user
+
+
+def _written_databases() -> list[str]:
+    """Every database the flows write to (a router may send DOT's models or the users elsewhere)."""
+    models = [get_user_model(), get_application_model(), get_grant_model(), get_access_token_model()]
+    models += [get_refresh_token_model(), get_id_token_model()]
+    if apps.is_installed("django.contrib.sessions"):
+        models.append(apps.get_model("sessions", "Session"))
+    return sorted({router.db_for_write(model) or "default" for model in models})
+
+
+@contextlib.contextmanager
+def rolled_back() -> Iterator[None]:
+    """A transaction on every database the flows write to, rolled back whatever happens."""
+    with contextlib.ExitStack() as stack:
+        databases = _written_databases()
+        for alias in databases:
+            stack.enter_context(transaction.atomic(using=alias))
+        try:
+            yield
+        finally:
+            for alias in databases:
+                transaction.set_rollback(True, using=alias)
 
 
 def client_results(
@@ -1143,12 +1195,9 @@ def client_results(
     """The flows of every client (all by default), each checked; nothing they create is kept."""
     report = Report()
     http = InProcess(host, secure=secure)
-    with transaction.atomic():
-        try:
-            _run_clients(applications, http, report)
-        finally:
-            # Every row the flows wrote (user, session, grant, tokens, consent) goes.
-            transaction.set_rollback(True)
+    # Every row the flows write (user, session, grant, tokens, consent) goes.
+    with rolled_back():
+        _run_clients(applications, http, report)
     return report
 
 
@@ -1184,7 +1233,7 @@ def _run_clients(applications: Iterable[Any] | None, http: InProcess, report: Re
         applications = get_application_model().objects.order_by("client_id")
     for application in applications:
         settings = client_settings(application)
-        context = _Context(application, settings, served.discovery, served.jwks, profile)
+        context = _Context(application, settings, served.discovery, served.jwks, profile, http)
         base = {"scope": "client", "client_id": application.client_id}
         response_type = client_response_type(application)
         if response_type is None:
@@ -1242,16 +1291,17 @@ def _run_clients(applications: Iterable[Any] | None, http: InProcess, report: Re
         else:
             report.add("CheckClientResponseModesSupported", PASS, f"JWT modes: {', '.join(modes)}.", **base)
         flows = _Flows(application, user, http)
-        for mode in modes:
-            for outcome in OUTCOMES:
-                with transaction.atomic():
-                    if outcome == "access_denied" and application.skip_authorization:
-                        # The consent page must show for the user to deny (rolled back with the rest).
-                        type(application).objects.filter(pk=application.pk).update(skip_authorization=False)
-                    flow = flows.request(mode, outcome, response_type, redirect_uris[0])
-                    transaction.set_rollback(True)
-                check_flow(flow, context, report)
-        flows.browser.logout()  # a session kept outside the database (cache sessions) goes too
+        try:
+            for mode in modes:
+                for outcome in OUTCOMES:
+                    with rolled_back():
+                        if outcome == "access_denied" and application.skip_authorization:
+                            # The consent page must show for the user to deny (rolled back with the rest).
+                            type(application).objects.filter(pk=application.pk).update(skip_authorization=False)
+                        flow = flows.request(mode, outcome, response_type, redirect_uris[0])
+                    check_flow(flow, context, report)
+        finally:
+            flows.browser.logout()  # a session kept outside the database (cache sessions) goes too
 
 
 def run(

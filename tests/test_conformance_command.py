@@ -890,3 +890,87 @@ def test_base_url_that_is_not_listening(es256_client: Any) -> None:
 
     assert error is not None
     assert "cannot be fetched" in rows(results, "CheckServerConfiguration", "FAIL")[0]["reason"]
+
+
+# Found by review: odd but real configurations ------------------------------------------------------
+
+
+def test_a_failing_flow_is_explained_on_a_production_host(make_app: Callable[..., Any], admin_user: Any) -> None:
+    """The explanation of a failure asks the planner as the flows' host, never as 'testserver'."""
+    from django.test import Client
+    from django.urls import reverse
+
+    generate_server_key("ES256")
+    app = make_app("code", client_id="no-ps256-key", jarm={"authorization_signed_response_alg": "PS256"})
+    with override_settings(ALLOWED_HOSTS=["auth.example.com"]):
+        results, error = conformance("--client", "no-ps256-key")
+        assert error is not None
+        reasons = [r["reason"] for r in rows(results, "ExtractJARMFromURLQuery", "FAIL")]
+        assert reasons
+        assert all("No active server key for PS256" in reason for reason in reasons)
+        browser = Client(HTTP_HOST="auth.example.com")
+        browser.force_login(admin_user)
+        page = browser.post(reverse("admin:oauth2_provider_application_jarm_self_test", args=[app.pk]), secure=True)
+        assert page.status_code == 200
+        assert b"No active server key for PS256" in page.content
+
+
+@pytest.mark.parametrize("stored", [[1, None], "jwt", {"jwt": True}])
+def test_response_modes_stored_without_clean_never_crash_the_run(make_app: Callable[..., Any], stored: Any) -> None:
+    generate_server_key("ES256")
+    make_app("code", client_id="odd-modes")
+    ClientSettings.objects.filter(application__client_id="odd-modes").update(response_modes=stored)
+    results, _ = conformance("--client", "odd-modes")
+    assert statuses(results, "CheckClientResponseModesSupported", client_id="odd-modes")
+
+
+def test_an_x25519_client_key_is_one_key_for_ecdh_es(make_app: Callable[..., Any]) -> None:
+    generate_server_key("ES256")
+    x25519 = jwk.JWK.generate(kty="OKP", crv="X25519", kid="x1", use="enc")
+    signing = jwk.JWK.generate(kty="EC", crv="P-256", kid="sig-1", use="sig")
+    make_app(
+        "code",
+        client_id="x25519-client",
+        jarm={
+            "authorization_signed_response_alg": "ES256",
+            "authorization_encrypted_response_alg": "ECDH-ES",
+            "authorization_encrypted_response_enc": "A256GCM",
+            "jwks": {"keys": [json.loads(x25519.export_public()), json.loads(signing.export_public())]},
+        },
+    )
+    results, _ = conformance("--client", "x25519-client", "--strict")
+    assert statuses(results, "ValidateJARMFromURLQueryEncryption") == {"PASS"}
+
+
+def test_users_that_start_inactive_still_run_the_flows(es256_client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    field = get_user_model()._meta.get_field("is_active")
+    monkeypatch.setattr(field, "default", False)
+    results, error = conformance("--client", "es256-client")
+    assert error is None
+    assert len(rows(results, "ExtractJARMFromURLQuery", "PASS")) == 9
+
+
+def test_deeply_nested_json_is_a_clear_failure_not_a_timeout() -> None:
+    from django_jarm.conformance import fetch_json
+
+    body = b"[" * 200_000
+
+    class Nested(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Nested)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        document, problem = fetch_json(f"http://127.0.0.1:{server.server_port}/jwks", timeout=5)
+    finally:
+        server.shutdown()
+    assert document is None
+    assert "not JSON" in problem or "cannot be read" in problem
+    assert "did not answer" not in problem
