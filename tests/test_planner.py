@@ -72,13 +72,23 @@ def test_plan_without_a_key_answers_server_error_in_the_plain_twin(make_app):
 
 
 @pytest.mark.parametrize(
-    ("extra", "error"),
+    ("extra", "error", "description"),
     [
-        ({"request": "eyJhbGciOiJub25lIn0.e30."}, "request_not_supported"),
-        ({"request_uri": "https://rp.example/request.jwt"}, "request_uri_not_supported"),
+        (
+            {"request": "eyJhbGciOiJub25lIn0.e30."},
+            "request_not_supported",
+            "Request objects (the request parameter) are not supported.",
+        ),
+        (
+            {"request_uri": "https://rp.example/request.jwt"},
+            "request_uri_not_supported",
+            "request_uri is supported only for pushed requests (PAR).",
+        ),
     ],
 )
-def test_request_objects_are_refused_in_the_verified_outer_mode(browser, make_app, authorize, verify, extra, error):
+def test_request_objects_are_refused_in_the_verified_outer_mode(
+    browser, make_app, authorize, verify, extra, error, description
+):
     generate_server_key("RS256")
     app = make_app("code")
     if "request_uri" in extra and dot_has_par():
@@ -91,8 +101,12 @@ def test_request_objects_are_refused_in_the_verified_outer_mode(browser, make_ap
     response, _, _ = authorize(browser, app, "code", "fragment.jwt", extra=extra)
     delivery, verified = verify(response, app)
     assert delivery.mode == "fragment"
-    assert verified.params["error"] == error
-    assert verified.params["state"] == "af0ifjsldkj"
+    assert verified.params == {
+        "iss": "http://testserver/o",
+        "error": error,
+        "error_description": description,
+        "state": "af0ifjsldkj",
+    }
 
 
 def test_request_objects_without_a_jwt_mode_are_refused_in_the_clear(browser, make_app, authorize):
