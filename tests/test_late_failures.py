@@ -214,6 +214,34 @@ def test_a_late_failure_whose_revocation_fails_still_answers_server_error(
         assert value not in caplog.text
 
 
+def test_a_late_failure_is_signalled_as_the_plain_server_error_it_delivered(
+    browser, client_for, authorize, monkeypatch
+):
+    from django_jarm.signals import response_issued
+
+    events: list[dict[str, Any]] = []
+
+    def receiver(sender: Any, **kwargs: Any) -> None:
+        events.append(kwargs)
+
+    app = client_for("code id_token token", encrypted=True)
+    monkeypatch.setattr(tokens, "encrypt", _fail)
+    response_issued.connect(receiver)
+    try:
+        authorize(browser, app, "code id_token token", "form_post.jwt")
+    finally:
+        response_issued.disconnect(receiver)
+    (event,) = events
+    assert {name: value for name, value in event.items() if name not in ("request", "signal")} == {
+        "client_id": app.client_id,
+        "response_mode": "form_post",
+        "alg": None,
+        "kid": None,
+        "encrypted": False,
+        "error": "server_error",
+    }
+
+
 # Races: the keys change between plan and delivery ---------------------------------------------
 
 
