@@ -187,3 +187,27 @@ def test_response_parameters_drop_dots_iss_and_keep_the_redirect_uris_own_query(
     url = "https://rp.example/cb?own=1&code=abc&state=s&iss=https%3A%2F%2Fas"
     assert authorization.response_parameters(url, "https://rp.example/cb?own=1") == [("code", "abc"), ("state", "s")]
     assert ("iss", "https://as") in authorization.response_parameters(url, "https://rp.example/cb?own=1", keep_iss=True)
+
+
+def test_the_issuer_is_remembered_per_host_and_scheme(browser, make_app, jwks):
+    """Each host the server answers for signs its own issuer, even from one warm snapshot."""
+    generate_server_key("RS256")
+    app = make_app("code")
+    for host, secure, issuer in (
+        ("testserver", False, "http://testserver/o"),
+        ("localhost", False, "http://localhost/o"),
+        ("localhost", True, "https://localhost/o"),
+    ):
+        _, challenge = rp.pkce_pair()
+        query = {
+            "client_id": app.client_id,
+            "response_type": "code",
+            "redirect_uri": REDIRECT_URI,
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "response_mode": "query.jwt",
+        }
+        response = browser.get("/o/authorize/", query, HTTP_HOST=host, secure=secure)
+        token = rp.jwt_of(rp.delivery_of(response, REDIRECT_URI))
+        verified = rp.verify_response(token, jwks=jwks(), issuer=issuer, client_id=app.client_id)
+        assert verified.claims["iss"] == issuer
