@@ -121,3 +121,25 @@ def test_form_post_refuses_a_scheme_not_allowed():
         RESPONSE_MODES["form_post.jwt"].render(
             request, "javascript:alert(1)", [("response", "x")], allowed_schemes=["https"]
         )
+
+
+def test_a_project_form_post_template_is_rendered_with_the_request():
+    """A project's own django_jarm/form_post.html sees the request (its context processors run)."""
+    template = "<form method=post action='{{ action }}' data-host='{{ request.get_host }}'></form>"
+    templates = [
+        {
+            "BACKEND": "django.template.backends.django.DjangoTemplates",
+            "OPTIONS": {
+                "loaders": [("django.template.loaders.locmem.Loader", {"django_jarm/form_post.html": template})],
+                "context_processors": ["django.template.context_processors.request"],
+            },
+        }
+    ]
+    with override_settings(TEMPLATES=templates):
+        response = RESPONSE_MODES["form_post.jwt"].render(
+            RequestFactory().get("/o/authorize/", HTTP_HOST="localhost"),
+            "https://rp.example/cb",
+            [("response", "a.b.c")],
+            allowed_schemes=["https"],
+        )
+    assert response.content.decode() == "<form method=post action='https://rp.example/cb' data-host='localhost'></form>"
