@@ -109,6 +109,12 @@ def test_fragment_location_encodes():
         ("http://127.0.0.1:8000/callback/", "http://127.0.0.1:8000"),
         ("https://user:pw@rp.example/cb", "https://rp.example"),
         ("com.example.app:/cb", "com.example.app:"),
+        ("HTTPS://RP.example:8443/cb", "https://RP.example:8443"),
+        ("https://[2001:db8::1]:8443/cb", "https://[2001:db8::1]:8443"),
+        ("https://a@b@rp.example/cb", "https://rp.example"),
+        # Nothing a CSP source could express: the scheme alone, or no form target at all.
+        ("https://rp.example;script-src/cb", "https:"),
+        ("1app:/cb", "'none'"),
     ],
 )
 def test_form_action_source(redirect_uri, source):
