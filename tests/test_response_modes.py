@@ -149,3 +149,12 @@ def test_a_project_form_post_template_is_rendered_with_the_request():
             allowed_schemes=["https"],
         )
     assert response.content.decode() == "<form method=post action='https://rp.example/cb' data-host='localhost'></form>"
+
+
+@pytest.mark.parametrize(
+    "redirect_uri", ["https://rp.example/cb#old", "https://rp.example/cb#a#b", "https://rp.example/cb"]
+)
+def test_fragment_location_replaces_any_fragment_of_the_redirect_uri(redirect_uri):
+    # RFC 6749 3.1.2: a redirection endpoint has no fragment; the response parameters are the fragment.
+    location = RESPONSE_MODES["fragment.jwt"].location(redirect_uri, [("response", "a.b.c")])
+    assert location == "https://rp.example/cb#response=a.b.c"
