@@ -473,9 +473,16 @@ def test_form_post_page(browser, make_app, authorize):
     assert response["Pragma"] == "no-cache"
     csp = dict(part.strip().split(" ", 1) for part in response["Content-Security-Policy"].split(";"))
     nonce = scripts[0]["nonce"]
-    assert csp["script-src"] == f"'nonce-{nonce}'"
-    assert csp["form-action"] == "https://rp.example"
-    assert csp["default-src"] == "'none'"
+    assert csp == {
+        "default-src": "'none'",
+        "script-src": f"'nonce-{nonce}'",
+        "style-src": f"'nonce-{nonce}'",
+        "form-action": "https://rp.example",
+        "frame-ancestors": "'none'",
+        "base-uri": "'none'",
+    }
+    assert response["Referrer-Policy"] == "no-referrer"
+    assert response["X-Frame-Options"] == "DENY"
     assert "onload" not in html
     assert "onclick" not in html
     assert "<noscript>" in html

@@ -73,13 +73,23 @@ def test_plan_without_a_key_answers_server_error_in_the_plain_twin(make_app):
 
 
 @pytest.mark.parametrize(
-    ("extra", "error"),
+    ("extra", "error", "description"),
     [
-        ({"request": "eyJhbGciOiJub25lIn0.e30."}, "request_not_supported"),
-        ({"request_uri": "https://rp.example/request.jwt"}, "request_uri_not_supported"),
+        (
+            {"request": "eyJhbGciOiJub25lIn0.e30."},
+            "request_not_supported",
+            "Request objects (the request parameter) are not supported.",
+        ),
+        (
+            {"request_uri": "https://rp.example/request.jwt"},
+            "request_uri_not_supported",
+            "request_uri is supported only for pushed requests (PAR).",
+        ),
     ],
 )
-def test_request_objects_are_refused_in_the_verified_outer_mode(browser, make_app, authorize, verify, extra, error):
+def test_request_objects_are_refused_in_the_verified_outer_mode(
+    browser, make_app, authorize, verify, extra, error, description
+):
     generate_server_key("RS256")
     app = make_app("code")
     if "request_uri" in extra and dot_has_par():
@@ -92,8 +102,12 @@ def test_request_objects_are_refused_in_the_verified_outer_mode(browser, make_ap
     response, _, _ = authorize(browser, app, "code", "fragment.jwt", extra=extra)
     delivery, verified = verify(response, app)
     assert delivery.mode == "fragment"
-    assert verified.params["error"] == error
-    assert verified.params["state"] == "af0ifjsldkj"
+    assert verified.params == {
+        "iss": "http://testserver/o",
+        "error": error,
+        "error_description": description,
+        "state": "af0ifjsldkj",
+    }
 
 
 def test_a_pushed_style_request_uri_where_par_is_not_served_is_refused(browser, make_app, authorize, verify):
@@ -229,3 +243,27 @@ def test_the_remembered_issuer_follows_a_forwarded_host():
             authorization.get_issuer(
                 factory.get("/o/authorize/", HTTP_HOST="localhost", HTTP_X_FORWARDED_HOST="evil.example")
             )
+
+
+def test_the_issuer_is_remembered_per_host_and_scheme(browser, make_app, jwks):
+    """Each host the server answers for signs its own issuer, even from one warm snapshot."""
+    generate_server_key("RS256")
+    app = make_app("code")
+    for host, secure, issuer in (
+        ("testserver", False, "http://testserver/o"),
+        ("localhost", False, "http://localhost/o"),
+        ("localhost", True, "https://localhost/o"),
+    ):
+        _, challenge = rp.pkce_pair()
+        query = {
+            "client_id": app.client_id,
+            "response_type": "code",
+            "redirect_uri": REDIRECT_URI,
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "response_mode": "query.jwt",
+        }
+        response = browser.get("/o/authorize/", query, HTTP_HOST=host, secure=secure)
+        token = rp.jwt_of(rp.delivery_of(response, REDIRECT_URI))
+        verified = rp.verify_response(token, jwks=jwks(), issuer=issuer, client_id=app.client_id)
+        assert verified.claims["iss"] == issuer

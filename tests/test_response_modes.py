@@ -109,6 +109,12 @@ def test_fragment_location_encodes():
         ("http://127.0.0.1:8000/callback/", "http://127.0.0.1:8000"),
         ("https://user:pw@rp.example/cb", "https://rp.example"),
         ("com.example.app:/cb", "com.example.app:"),
+        ("HTTPS://RP.example:8443/cb", "https://RP.example:8443"),
+        ("https://[2001:db8::1]:8443/cb", "https://[2001:db8::1]:8443"),
+        ("https://a@b@rp.example/cb", "https://rp.example"),
+        # Nothing a CSP source could express: the scheme alone, or no form target at all.
+        ("https://rp.example;script-src/cb", "https:"),
+        ("1app:/cb", "'none'"),
     ],
 )
 def test_form_action_source(redirect_uri, source):
@@ -121,3 +127,34 @@ def test_form_post_refuses_a_scheme_not_allowed():
         RESPONSE_MODES["form_post.jwt"].render(
             request, "javascript:alert(1)", [("response", "x")], allowed_schemes=["https"]
         )
+
+
+def test_a_project_form_post_template_is_rendered_with_the_request():
+    """A project's own django_jarm/form_post.html sees the request (its context processors run)."""
+    template = "<form method=post action='{{ action }}' data-host='{{ request.get_host }}'></form>"
+    templates = [
+        {
+            "BACKEND": "django.template.backends.django.DjangoTemplates",
+            "OPTIONS": {
+                "loaders": [("django.template.loaders.locmem.Loader", {"django_jarm/form_post.html": template})],
+                "context_processors": ["django.template.context_processors.request"],
+            },
+        }
+    ]
+    with override_settings(TEMPLATES=templates):
+        response = RESPONSE_MODES["form_post.jwt"].render(
+            RequestFactory().get("/o/authorize/", HTTP_HOST="localhost"),
+            "https://rp.example/cb",
+            [("response", "a.b.c")],
+            allowed_schemes=["https"],
+        )
+    assert response.content.decode() == "<form method=post action='https://rp.example/cb' data-host='localhost'></form>"
+
+
+@pytest.mark.parametrize(
+    "redirect_uri", ["https://rp.example/cb#old", "https://rp.example/cb#a#b", "https://rp.example/cb"]
+)
+def test_fragment_location_replaces_any_fragment_of_the_redirect_uri(redirect_uri):
+    # RFC 6749 3.1.2: a redirection endpoint has no fragment; the response parameters are the fragment.
+    location = RESPONSE_MODES["fragment.jwt"].location(redirect_uri, [("response", "a.b.c")])
+    assert location == "https://rp.example/cb#response=a.b.c"
