@@ -34,11 +34,27 @@ from django_jarm.models import ClientSettings, ServerKey
 def forget_cached_configuration() -> None:
     """Make every process cache re-read keys and client settings from the database.
 
-    The ONE place where the benchmarks reach into django_jarm's caches: figure 4 calls it after
-    changing which server keys are published, and when it swaps databases (both hold clients
-    under the same ids).
+    One of the TWO places where the benchmarks reach into django_jarm's caches (with
+    :func:`use_snapshot_of`): figure 4 calls it after changing which server keys are published
+    with ``QuerySet.update()``, which does not move the state version.
     """
     state.clear()
+
+
+_kept_snapshots: dict[str, Any] = {}
+_snapshot_owner: list[str] = []
+
+
+def use_snapshot_of(database: str) -> None:
+    """Swap django_jarm's state snapshot along with the database figure 4 swaps in.
+
+    Both databases hold clients under the same ids, so one snapshot cannot serve both; a
+    deployment has one database, and keeps its snapshot warm: each database keeps its own here.
+    """
+    if _snapshot_owner:
+        _kept_snapshots[_snapshot_owner.pop()] = state._snapshot
+    state._snapshot = _kept_snapshots.pop(database, None)
+    _snapshot_owner.append(database)
 
 
 Application = get_application_model()
