@@ -141,7 +141,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as directory, cluster.oidc_key_file(Path(directory)) as key_file:
         server = cluster.Cluster(
             database_url=os.environ["JARM_TEST_DATABASE_URL"],
-            redis_url=redis_url,
+            cache_url=redis_url,
             oidc_key_file=key_file,
             servers=1,
             workers=args.workers,
@@ -152,7 +152,7 @@ def main() -> int:
             master = server.processes[0].pid
             session = requests.Session()
             cluster.login(session, base_url, "alice", "alice-password")
-            verifier = cluster.Verifier(f"{base_url}/o/.well-known/jwks.json")
+            verifier = cluster.verifier(base_url)
             blocks = {"plain query": (client_ids["ES256"], "query")}
             blocks.update({f"query.jwt, {name}": (client_id, "query.jwt") for name, client_id in client_ids.items()})
             cpu: dict[str, list[float]] = {name: [] for name in blocks}
@@ -168,7 +168,7 @@ def main() -> int:
                 token = params["response"]
                 if name.endswith("RSA-OAEP-256"):
                     _, token = rp.decrypt_response(token, client_key, alg="RSA-OAEP-256", enc="A128CBC-HS256")
-                assert verifier.verify(token, client_id)["state"] == "st-throughput"
+                assert verifier.verify(token, client_id).params["state"] == "st-throughput"
 
             for name, (client_id, mode) in blocks.items():  # warm every worker
                 for _ in range(20):
