@@ -71,6 +71,7 @@ from .conf import SYMMETRIC_ENCRYPTION_ALGS, jarm_settings
 from .profiles import normalise_response_type
 from .response_modes import carries_tokens, jwt_mode_name
 from .state import client_settings
+from .tokens import SIGNING_KEY_TYPES
 
 PASS, WARN, FAIL, NOT_APPLICABLE = "PASS", "WARN", "FAIL", "N/A"
 STATUSES = (FAIL, WARN, NOT_APPLICABLE, PASS)
@@ -470,7 +471,8 @@ def check_server_keys(jwks: Mapping[str, Any], report: Report, scope: dict[str, 
         if alg is None:
             continue
         expected = _kty_of(str(alg))
-        if expected != key.get("kty") or (key.get("kty") == "EC" and _ec_curve(str(alg)) not in (None, key.get("crv"))):
+        curve = SIGNING_KEY_TYPES.get(str(alg), ("", None))[1]  # the curve an ES* label names
+        if expected != key.get("kty") or (key.get("kty") == "EC" and curve not in (None, key.get("crv"))):
             mislabelled.append(
                 f"{key.get('kid', '?')} is a {key.get('kty')} {key.get('crv', '')} key labelled {alg}".replace(
                     "  ", " "
@@ -489,10 +491,6 @@ def check_server_keys(jwks: Mapping[str, Any], report: Report, scope: dict[str, 
         )
     else:
         report.add("CheckServerJWKsAlgMatchesKeyType", PASS, "Every alg label fits its key type (and curve).", **scope)
-
-
-def _ec_curve(alg: str) -> str | None:
-    return {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}.get(alg)
 
 
 def server_results(host: str | None = None, *, secure: bool | None = None) -> Report:
