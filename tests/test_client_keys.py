@@ -342,7 +342,7 @@ def test_timeout_costs_one_client_and_is_remembered(jwks_server, browser, make_a
         assert time.monotonic() - started < 2.5
         started = time.monotonic()
         assert answer_of(browser, slow, authorize)["error"] == "server_error"
-        assert time.monotonic() - started < 0.5  # the failure is cached: no second wait
+        assert time.monotonic() - started < 1.5  # the failure is cached: no second 3 s wait
         assert list(answer_of(browser, healthy, authorize)) == ["response"]
     assert jwks_server.hits["/slow"] == 1
 
@@ -421,7 +421,7 @@ def test_the_deadline_holds_against_a_trickling_server(trickling_server, trickle
         with pytest.raises(ConfigurationError, match="too slowly"):
             fetch_client_jwks(server.url())
         elapsed = time.monotonic() - started
-    assert elapsed < 1.3
+    assert elapsed < 2.0  # the deadline (1 s) + 1 s of scheduling margin on a busy machine
     assert server.hits == 1
 
 
@@ -438,7 +438,7 @@ def test_name_resolution_is_bounded_by_the_deadline(monkeypatch):
             started = time.monotonic()
             with pytest.raises(ConfigurationError, match="too slowly"):
                 fetch_client_jwks("http://jwks.example/keys")
-            assert time.monotonic() - started < 0.8
+            assert time.monotonic() - started < 1.5  # 0.5 s + margin; the resolver hangs for 10 s
     finally:
         release.set()
 
@@ -463,7 +463,7 @@ def test_concurrent_fetches_are_bounded_and_the_overflow_is_not_remembered(trick
         started = time.monotonic()
         with pytest.raises(client_keys.FetchesBusy):
             fetch_client_jwks(urls[-1])
-        assert time.monotonic() - started < 0.1  # refused at once, not queued
+        assert time.monotonic() - started < 0.75  # refused at once, not queued behind the 1.5 s fetches
         for thread in threads:
             thread.join()
         # The refused URL was never tried, so its next request fetches it.
