@@ -11,10 +11,13 @@ key cached by :mod:`django_jarm.keys` or :mod:`django_jarm.client_keys` is never
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from jwcrypto import jwk
 from jwcrypto.common import base64url_decode, base64url_encode, json_encode
 from jwcrypto.jwa import JWA
 
@@ -105,15 +108,73 @@ def _check_signing_key(key: SigningKey) -> None:
         raise ValueError("the HMAC key is shorter than the hash output")
 
 
+Signature = Callable[[bytes], bytes]
+
+#: Prepared signatures of the server's RSA and EC keys, by (identity of the parsed key, alg).
+#: Each entry holds its key, so an id is never taken for another key's while the entry lives.
+_PREPARED: dict[tuple[int, str], tuple[jwk.JWK, Signature]] = {}
+_PREPARED_MAX = 64
+
+
+def _prepare(key: SigningKey) -> Signature:
+    """The signature function of ``key``: checked, and its ``cryptography`` key taken, once.
+
+    For RSA and EC keys, it is what the jwcrypto algorithm object's ``sign`` does per call
+    (the key's use and key_ops checks, the key lookup, the padding and hash objects), done once;
+    the signing itself is the same call with the same parameters. HMAC keys (a client's secret,
+    new for every request) and EdDSA go through the algorithm object each time.
+    """
+    signer = _SIGNERS[key.alg]
+    _check_signing_key(key)
+    kty = key.jwk.get("kty")
+    # jwcrypto's RSA and EC algorithm objects keep their parameters as attributes; any other
+    # (or a jwcrypto that names them otherwise) signs through the object's own sign().
+    hashfn = getattr(signer, "hashfn", None)
+    padding = getattr(signer, "padfn", None)
+    curve = getattr(signer, "curve", None)
+    if kty == "RSA" and padding is not None and hashfn is not None:
+        rsa_key = key.jwk.get_op_key("sign")
+
+        def rsa_signature(data: bytes) -> bytes:
+            signature: bytes = rsa_key.sign(data, padding, hashfn)
+            return signature
+
+        return rsa_signature
+    if kty == "EC" and curve is not None and hashfn is not None:
+        ec_key = key.jwk.get_op_key("sign", curve)
+        ecdsa = ec.ECDSA(hashfn)
+        # RFC 7518 3.4: R and S as big-endian octet strings of the curve's size, concatenated.
+        size = (ec_key.key_size + 7) // 8
+
+        def ec_signature(data: bytes) -> bytes:
+            r, s = decode_dss_signature(ec_key.sign(data, ecdsa))
+            return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+
+        return ec_signature
+    parsed = key.jwk
+    return lambda data: signer.sign(parsed, data)
+
+
+def _signature_of(key: SigningKey) -> Signature:
+    if key.alg in HMAC_MIN_KEY_OCTETS:
+        return _prepare(key)
+    found = _PREPARED.get((id(key.jwk), key.alg))
+    if found is not None and found[0] is key.jwk:
+        return found[1]
+    signature = _prepare(key)
+    if len(_PREPARED) >= _PREPARED_MAX:
+        _PREPARED.clear()
+    _PREPARED[(id(key.jwk), key.alg)] = (key.jwk, signature)
+    return signature
+
+
 def sign(claims: dict[str, Any], key: SigningKey) -> str:
     """Compact JWS of ``claims`` with ``key``; the header carries ``alg`` and ``kid``."""
     try:
-        signer = _SIGNERS[key.alg]
-        _check_signing_key(key)
+        signature = _signature_of(key)
         # RFC 7515 5.1: the signature covers ASCII(BASE64URL(header) || '.' || BASE64URL(payload)).
         signing_input = _encoded_signing_header(key.alg, key.kid) + "." + base64url_encode(json_encode(claims))
-        signature = signer.sign(key.jwk, signing_input.encode("ascii"))
-        return signing_input + "." + base64url_encode(signature)
+        return signing_input + "." + base64url_encode(signature(signing_input.encode("ascii")))
     except Exception as exc:
         # jwcrypto fails in many ways (JWException, ValueError, AttributeError on a key that
         # does not fit the algorithm): none of them, nor their messages, cross this boundary.

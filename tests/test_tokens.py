@@ -152,6 +152,45 @@ def test_every_call_signs_its_own_claims(signing_key, alg):
     assert jwt.decode(second, verifier, algorithms=[alg]).claims["state"] == "two"
 
 
+def test_one_parsed_key_signs_under_each_algorithm_it_is_given(joserfc_keys):
+    # A prepared signature is per (key, algorithm): RS256 and PS256 on one RSA key stay distinct.
+    verifier = joserfc_keys["RSA"]
+    parsed = to_jwcrypto(verifier)
+    for alg in ("RS256", "PS256", "RS512", "PS384"):
+        token = sign(CLAIMS, SigningKey(alg, "rsa", parsed))
+        assert jwt.decode(token, verifier, algorithms=[alg]).header["alg"] == alg
+
+
+def test_every_key_signs_with_itself_however_many_keys_are_prepared():
+    # More keys than the prepared signatures kept: each still signs with its own key, before
+    # and after the memo is emptied, including keys that are dropped and made anew.
+    made = [ECKey.generate_key("P-256") for _ in range(70)]
+    for round_ in range(2):
+        for number, verifier in enumerate(made):
+            key = SigningKey("ES256", f"k{number}", to_jwcrypto(verifier))
+            token = sign({**CLAIMS, "state": f"{round_}-{number}"}, key)
+            assert jwt.decode(token, verifier, algorithms=["ES256"]).claims["state"] == f"{round_}-{number}"
+
+
+def test_a_key_restricted_to_verification_cannot_sign(joserfc_keys):
+    for constraint in ({"key_ops": ["verify"]}, {"use": "enc"}):
+        restricted = jwk.JWK(**joserfc_keys["P-256"].as_dict(private=True), **constraint)
+        with pytest.raises(ConfigurationError, match=r"^Signing with ES256 key k failed: "):
+            sign(CLAIMS, SigningKey("ES256", "k", restricted))
+
+
+@pytest.mark.parametrize("alg", ["ES256", "ES384", "ES512"])
+def test_ec_signatures_are_fixed_length_r_and_s(signing_key, alg):
+    # RFC 7518 3.4: R and S each padded to the curve's size, even when their leading octet is 0.
+    key, verifier = signing_key(alg)
+    size = {"ES256": 32, "ES384": 48, "ES512": 66}[alg]
+    for number in range(40):
+        token = sign({**CLAIMS, "state": str(number)}, key)
+        segment = token.rsplit(".", 1)[1]
+        assert len(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))) == 2 * size
+        assert jwt.decode(token, verifier, algorithms=[alg])
+
+
 def test_unicode_claims_survive(signing_key):
     key, verifier = signing_key("ES256")
     claims = {**CLAIMS, "state": 'état ☃ \u0000 "quoted"'}
