@@ -103,6 +103,14 @@ class JARMAuthorizationMixin:
     ) -> Any:
         # The consent POST arrives here first; DOT does not re-check its hidden redirect_uri on deny.
         self._plan_or_refuse(credentials, verify_redirect_uri=True)
+        loaded = getattr(credentials.get("request"), "client", None)
+        if self.jarm_plan is not None and loaded is self.jarm_plan.application and "client" not in credentials:
+            # On the GET path oauthlib validates the request a second time here and, through
+            # DOT's validator, loads the client a third time. Handing it the client oauthlib
+            # loaded (and DOT refreshed) earlier in this same request saves that query; DOT's
+            # _load_application still checks it (same client_id, is_usable). The consent POST
+            # has no such client and loads its own, as before.
+            credentials["client"] = loaded
         uri, headers, body, status = super().create_authorization_response(  # type: ignore[misc]
             request, scopes, credentials, allow
         )
