@@ -95,7 +95,8 @@ def client_metadata_errors(metadata: ClientMetadata, application: Any | None) ->
         errors.setdefault(name, []).append(message)
 
     alg = metadata.authorization_signed_response_alg
-    if not isinstance(alg, str) or alg == "none" or alg not in ("", *ALL_SIGNING_ALGS):
+    # Anything not a name in the list ("none" never is, nor any value that is not a string).
+    if alg not in ("", *ALL_SIGNING_ALGS):
         add("authorization_signed_response_alg", _("Unsupported signing algorithm."))
     elif alg and alg not in jarm_settings.signing_algs:
         if "authorization_signed_response_alg" not in errors:
@@ -111,7 +112,7 @@ def client_metadata_errors(metadata: ClientMetadata, application: Any | None) ->
 
     encryption_alg = metadata.authorization_encrypted_response_alg
     enc = metadata.authorization_encrypted_response_enc
-    if not isinstance(encryption_alg, str) or encryption_alg not in ("", *ALL_ENCRYPTION_ALGS):
+    if encryption_alg not in ("", *ALL_ENCRYPTION_ALGS):
         add("authorization_encrypted_response_alg", _("Unsupported encryption algorithm (never RSA1_5)."))
     elif encryption_alg and encryption_alg not in jarm_settings.encryption_algs:  # noqa: SIM102
         if "authorization_encrypted_response_alg" not in errors:
@@ -120,7 +121,7 @@ def client_metadata_errors(metadata: ClientMetadata, application: Any | None) ->
                 _("%(alg)s is not enabled on this server (JARM['ENCRYPTION_ALGS_SUPPORTED'] or the profile).")
                 % {"alg": encryption_alg},
             )
-    if not isinstance(enc, str) or enc not in ("", *ALL_ENCRYPTION_ENCS):
+    if enc not in ("", *ALL_ENCRYPTION_ENCS):
         add("authorization_encrypted_response_enc", _("Unsupported content encryption."))
     elif enc and not encryption_alg:
         # JARM 3: authorization_encrypted_response_enc requires authorization_encrypted_response_alg.
@@ -460,48 +461,40 @@ def jwks_uri_problem(uri: str) -> str:
     return ""
 
 
-#: IPv6 prefixes whose addresses carry an IPv4 address that decides where packets really go:
-#: NAT64 (RFC 6052), 6to4 (RFC 3056), Teredo (RFC 4380: the client address, bits inverted).
+#: NAT64 (RFC 6052): the low 32 bits are the IPv4 address packets really go to.
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
-_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
-_SIXTOFOUR = ipaddress.ip_network("2002::/16")
-_TEREDO = ipaddress.ip_network("2001::/32")
-_IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # RFC 2765 ::ffff:0:a.b.c.d
+#: Never a peer, whatever a Python version's tables say: ::/96 (unspecified, loopback and the
+#: deprecated IPv4-compatible ::a.b.c.d, RFC 4291 2.5), IPv4-translated ::ffff:0:a.b.c.d
+#: (RFC 2765), Teredo 2001::/32 (RFC 4380: a relay, the client hidden in inverted bits), and
+#: local-use NAT64 (RFC 8215), whatever they embed.
+_NEVER_PEERS = tuple(ipaddress.ip_network(net) for net in ("::/96", "::ffff:0:0:0/96", "2001::/32", "64:ff9b:1::/48"))
 
 
-def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
-    """The IPv4 addresses ``ip`` embeds, in every form a router or a host stack may act on."""
-    value = int(ip)
-    low32 = ipaddress.IPv4Address(value & 0xFFFFFFFF)
-    embedded = []
-    if ip.ipv4_mapped is not None:
-        embedded.append(ip.ipv4_mapped)
-    if value >> 32 == 0:  # IPv4-compatible ::a.b.c.d (RFC 4291 2.5.5.1): deprecated, never a peer
-        embedded.append(ipaddress.IPv4Address(0))
-    if ip in _NAT64 or ip in _IPV4_TRANSLATED:
-        embedded.append(low32)
-    if ip in _SIXTOFOUR and ip.sixtofour is not None:
-        embedded.append(ip.sixtofour)
-    if ip in _TEREDO and ip.teredo is not None:
-        server, client = ip.teredo
-        embedded += [server, client]
-    return embedded
+def _ipv4_is_public(ip: ipaddress.IPv4Address) -> bool:
+    return ip.is_global and not ip.is_multicast
 
 
 def address_is_public(address: str) -> bool:
-    """Whether ``address`` is globally routable, and so is every IPv4 address it embeds."""
+    """Whether ``address`` is globally routable, and so is any IPv4 address it embeds.
+
+    An IPv6 address that stands for an IPv4 address (IPv4-mapped) or carries one routers act
+    on (NAT64, RFC 6052; 6to4, RFC 3056) is judged by that IPv4 address.
+    """
     try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        ip = ipaddress.ip_address(address)  # a zone ("%eth0") only ever follows a scoped address
     except ValueError:
         return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip in _SIXTOFOUR:
-        # 6to4 is routed by its embedded IPv4 address (Python 3.13 calls the whole prefix non-global).
-        embedded = _embedded_ipv4(ip)
-        return bool(embedded) and all(e.is_global and not e.is_multicast for e in embedded)
+    if isinstance(ip, ipaddress.IPv4Address):
+        return _ipv4_is_public(ip)
+    if ip.ipv4_mapped is not None:  # ::ffff:a.b.c.d: the IPv4 host itself, as a dual stack names it
+        return _ipv4_is_public(ip.ipv4_mapped)
+    if any(ip in network for network in _NEVER_PEERS):
+        return False
+    if ip.sixtofour is not None:
+        # Routed by its IPv4 address (Python 3.13 calls the whole prefix non-global).
+        return _ipv4_is_public(ip.sixtofour)
     if not ip.is_global or ip.is_multicast:
         return False
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip in _NAT64_LOCAL:  # RFC 8215: local-use translation, whatever it embeds
-            return False
-        return all(embedded.is_global and not embedded.is_multicast for embedded in _embedded_ipv4(ip))
+    if ip in _NAT64:
+        return _ipv4_is_public(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
     return True
