@@ -18,7 +18,7 @@ import functools
 import hashlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -132,16 +132,15 @@ class ResponsePlanner:
         decision = apply_profile(
             resolve_response_mode(request.response_modes, request.response_type, policy), request, policy
         )
-        plan = ResponsePlan(
-            request=request,
-            application=application,
-            settings=settings,
-            mode=decision.mode,
-            issuer=get_issuer(http_request),
-            refusal=decision.refusal or self.get_refusal(request),
-        )
-        if not plan.mode.is_jwt:
-            return plan
+        mode, refusal = decision.mode, decision.refusal or self.get_refusal(request)
+        decided = {
+            "request": request,
+            "application": application,
+            "settings": settings,
+            "issuer": get_issuer(http_request),
+        }
+        if not mode.is_jwt:
+            return ResponsePlan(**decided, mode=mode, refusal=refusal)
         alg = self.get_signing_alg(application, settings)
         try:
             signing_key = get_signing_key(alg, application)
@@ -154,12 +153,15 @@ class ResponsePlanner:
             logger.error(
                 "JARM response cannot be built: client_id=%s mode=%s alg=%s reason=%s",
                 request.client_id,
-                plan.mode.name,
+                mode.name,
                 alg,
                 exc,
             )
-            return replace(plan, mode=RESPONSE_MODES[plan.mode.plain_name], refusal=SERVER_ERROR, problem=str(exc))
-        return replace(plan, signing_key=signing_key, encryption_key=encryption_key)
+            plain = RESPONSE_MODES[mode.plain_name]
+            return ResponsePlan(**decided, mode=plain, refusal=SERVER_ERROR, problem=str(exc))
+        return ResponsePlan(
+            **decided, mode=mode, refusal=refusal, signing_key=signing_key, encryption_key=encryption_key
+        )
 
     def sign(self, plan: ResponsePlan, params: Params) -> str:
         """The signed response JWT (JWS) for ``params``."""
