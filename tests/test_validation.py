@@ -192,3 +192,39 @@ def test_is_hashed():
     assert not is_hashed("")
     assert not is_hashed("s" * 40)
     assert is_hashed(make_password("s" * 40))
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"jwks_uri": 5}, {"jwks_uri": ["The JWK Set URL must be a string."]}),
+        ({"jwks_uri": None}, {"jwks_uri": ["The JWK Set URL must be a string."]}),
+        ({"require_jarm": "yes"}, {"require_jarm": ["require_jarm is true or false."]}),
+        ({"require_jarm": 1}, {"require_jarm": ["require_jarm is true or false."]}),
+        ({"jwks": ""}, {}),  # an empty value is no JWK Set, not a malformed one
+        ({"jwks": {}}, {}),
+        ({"jwks": None}, {}),
+        ({"jwks": []}, {"jwks": ['A JWK Set is a JSON object with a "keys" list.']}),
+    ],
+)
+def test_each_refused_field_gets_its_message(fields, expected):
+    assert client_metadata_errors(ClientMetadata(**fields), None) == expected
+
+
+def test_a_mode_the_server_does_not_offer_names_what_it_offers():
+    with override_settings(JARM={"RESPONSE_MODES_SUPPORTED": ["query", "jwt", "query.jwt"]}):
+        errors = client_metadata_errors(ClientMetadata(response_modes=["query.jwt", "form_post.jwt"]), None)
+    assert errors == {"response_modes": ["This server does not offer form_post.jwt; it offers query, jwt, query.jwt."]}
+
+
+def test_a_content_encryption_known_but_not_enabled_says_which_setting_enables_it():
+    metadata = ClientMetadata(
+        authorization_encrypted_response_alg="dir", authorization_encrypted_response_enc="A256GCM"
+    )
+    with override_settings(JARM={"ENCRYPTION_ENCS_SUPPORTED": ["A128CBC-HS256"]}):
+        errors = client_metadata_errors(metadata, None)
+    assert errors == {
+        "authorization_encrypted_response_enc": [
+            "A256GCM is not enabled on this server (JARM['ENCRYPTION_ENCS_SUPPORTED'])."
+        ]
+    }
