@@ -228,3 +228,9 @@ def test_a_content_encryption_known_but_not_enabled_says_which_setting_enables_i
             "A256GCM is not enabled on this server (JARM['ENCRYPTION_ENCS_SUPPORTED'])."
         ]
     }
+
+
+def test_a_jwk_set_holding_one_weak_key_is_refused_even_with_a_strong_one():
+    weak, strong = _rsa_jwks(1024)["keys"][0], _rsa_jwks(2048)["keys"][0]
+    metadata = ClientMetadata(authorization_encrypted_response_alg="RSA-OAEP-256", jwks={"keys": [strong, weak]})
+    assert client_metadata_errors(metadata, None) == {"jwks": [public_key_problem(weak)]}
