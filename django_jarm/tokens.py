@@ -123,6 +123,11 @@ def _prepare(key: SigningKey) -> Signature:
     (the key's use and key_ops checks, the key lookup, the padding and hash objects), done once;
     the signing itself is the same call with the same parameters. HMAC keys (a client's secret,
     new for every request) and EdDSA go through the algorithm object each time.
+
+    Parsed keys are never changed in place (django_jarm parses a new ``JWK`` for new key
+    material), so what was prepared from one stays true of it. Up to ``_PREPARED_MAX``
+    preparations are kept, retired keys' among them until the memo is emptied; they sign only
+    when the request path hands their ``SigningKey`` in again.
     """
     signer = _SIGNERS[key.alg]
     _check_signing_key(key)

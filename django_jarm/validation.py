@@ -465,9 +465,13 @@ def jwks_uri_problem(uri: str) -> str:
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 #: Never a peer, whatever a Python version's tables say: ::/96 (unspecified, loopback and the
 #: deprecated IPv4-compatible ::a.b.c.d, RFC 4291 2.5), IPv4-translated ::ffff:0:a.b.c.d
-#: (RFC 2765), Teredo 2001::/32 (RFC 4380: a relay, the client hidden in inverted bits), and
-#: local-use NAT64 (RFC 8215), whatever they embed.
-_NEVER_PEERS = tuple(ipaddress.ip_network(net) for net in ("::/96", "::ffff:0:0:0/96", "2001::/32", "64:ff9b:1::/48"))
+#: (RFC 2765), Teredo 2001::/32 (RFC 4380: a relay, the client hidden in inverted bits),
+#: local-use NAT64 (RFC 8215), deprecated site-local fec0::/10 (RFC 3879), SRv6 SIDs 5f00::/16
+#: (RFC 9602) and documentation 3fff::/20 (RFC 9637), whatever they embed.
+_NEVER_PEERS = tuple(
+    ipaddress.ip_network(net)
+    for net in ("::/96", "::ffff:0:0:0/96", "2001::/32", "64:ff9b:1::/48", "fec0::/10", "5f00::/16", "3fff::/20")
+)
 
 
 def _ipv4_is_public(ip: ipaddress.IPv4Address) -> bool:

@@ -342,7 +342,7 @@ def test_timeout_costs_one_client_and_is_remembered(jwks_server, browser, make_a
         assert time.monotonic() - started < 2.5
         started = time.monotonic()
         assert answer_of(browser, slow, authorize)["error"] == "server_error"
-        assert time.monotonic() - started < 1.5  # the failure is cached: no second 3 s wait
+        assert time.monotonic() - started < 1.5  # within the deadline (0.5 s) + margin
         assert list(answer_of(browser, healthy, authorize)) == ["response"]
     assert jwks_server.hits["/slow"] == 1
 

@@ -92,6 +92,9 @@ def test_development_settings_relax_the_scheme_and_the_addresses():
         ("2002:5db8:d822::1", True),  # 6to4 of 93.184.216.34
         ("2002:e000:1::", False),  # 6to4 of 224.0.0.1 (multicast)
         ("2606:2800:220:1:248:1893:25c8:1946%eth0", True),  # a zone does not hide the address
+        ("fec0::1", False),  # deprecated site-local
+        ("5f00::1", False),  # SRv6 SID
+        ("3fff::1", False),  # documentation
         ("not an address", False),
     ],
 )
