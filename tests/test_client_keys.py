@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import http.client
 import json
@@ -666,3 +667,58 @@ def test_keys_limited_to_other_encryption_operations_are_used(browser, make_app,
     _, inner = rp.decrypt_response(token, type(key).import_key(private), alg=alg, enc="A128CBC-HS256")
     claims = rp.verify_response(inner, jwks=jwks(), issuer=discovery()["issuer"], client_id=app.client_id)
     assert "code" in claims.params
+
+
+# The key chosen from a stored JWK Set, once per snapshot ------------------------------------
+
+
+def _inline_settings(make_app: Any, jwks: dict[str, Any]) -> tuple[Any, Any]:
+    app = make_app("code", jarm={"authorization_encrypted_response_alg": "RSA-OAEP-256", "jwks": jwks})
+    return app, app.jarm.metadata()
+
+
+def _rsa_set(kid: str) -> dict[str, Any]:
+    return {"keys": [{**RSAKey.generate_key(2048).as_dict(private=False), "kid": kid, "use": "enc"}]}
+
+
+def test_the_inline_key_is_chosen_once_for_the_same_set(make_app, monkeypatch):
+    app, metadata = _inline_settings(make_app, _rsa_set("rp-1"))
+    imports = []
+    real_import = client_keys._import_public
+    monkeypatch.setattr(client_keys, "_import_public", lambda key: imports.append(key["kid"]) or real_import(key))
+    first = client_keys.get_encryption_key(app, metadata)
+    assert client_keys.get_encryption_key(app, metadata) is first
+    assert imports == ["rp-1"]
+    assert (first.alg, first.enc, first.kid) == ("RSA-OAEP-256", "A128CBC-HS256", "rp-1")
+
+
+def test_another_set_for_the_same_client_is_chosen_afresh(make_app):
+    app, metadata = _inline_settings(make_app, _rsa_set("rp-1"))
+    assert client_keys.get_encryption_key(app, metadata).kid == "rp-1"
+    # An unsaved form's set (say): another object, another key.
+    other = dataclasses.replace(metadata, jwks=_rsa_set("rp-2"))
+    assert client_keys.get_encryption_key(app, other).kid == "rp-2"
+    assert client_keys.get_encryption_key(app, metadata).kid == "rp-1"
+
+
+def test_each_client_and_algorithm_has_its_own_inline_key(make_app):
+    one, one_metadata = _inline_settings(make_app, _rsa_set("rp-1"))
+    two, two_metadata = _inline_settings(make_app, _rsa_set("rp-2"))
+    assert client_keys.get_encryption_key(one, one_metadata).kid == "rp-1"
+    assert client_keys.get_encryption_key(two, two_metadata).kid == "rp-2"
+    oaep = dataclasses.replace(one_metadata, authorization_encrypted_response_alg="RSA-OAEP")
+    chosen = client_keys.get_encryption_key(one, oaep)
+    assert (chosen.alg, chosen.kid) == ("RSA-OAEP", "rp-1")
+    assert client_keys.get_encryption_key(one, one_metadata).alg == "RSA-OAEP-256"
+
+
+def test_a_malformed_set_saved_without_clean_names_its_problem(make_app):
+    app, metadata = _inline_settings(make_app, _rsa_set("rp-1"))
+    broken = dataclasses.replace(metadata, jwks={"keys": "not a list"})
+    with pytest.raises(client_keys.KeyUnavailable, match=r'^A JWK Set is a JSON object with a "keys" list\.$'):
+        client_keys.get_encryption_key(app, broken)
+
+
+def test_no_secret_derived_key_for_public_key_algorithms():
+    with pytest.raises(client_keys.KeyUnavailable, match=r"^No secret-derived key exists for RSA-OAEP/A128GCM\.$"):
+        derive_secret_key("s" * 64, "RSA-OAEP", "A128GCM")
