@@ -282,3 +282,12 @@ def test_an_imported_key_keeps_the_status_asked_for():
     )
     imported = import_server_key(pem, "ES256", status="next")  # no key is active, yet it waits
     assert imported.status == "next"
+
+
+def test_generated_rsa_keys_have_2048_bits_at_least_and_by_default():
+    def bits(server_key: ServerKey) -> int:
+        return keys.decrypt_private_key(server_key.private_jwk_encrypted).get_op_key("sign").key_size
+
+    assert bits(generate_server_key("PS256")) == 2048
+    assert bits(generate_server_key("PS256", rsa_size=1024)) == 2048
+    assert bits(generate_server_key("PS256", rsa_size=3072)) == 3072
