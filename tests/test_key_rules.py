@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from django.db import IntegrityError
 from django.test import Client
 from django.utils import timezone
 
@@ -291,3 +292,21 @@ def test_generated_rsa_keys_have_2048_bits_at_least_and_by_default():
     assert bits(generate_server_key("PS256")) == 2048
     assert bits(generate_server_key("PS256", rsa_size=1024)) == 2048
     assert bits(generate_server_key("PS256", rsa_size=3072)) == 3072
+
+
+def test_a_second_active_key_is_refused_with_the_way_out():
+    generate_server_key("ES256")
+    with pytest.raises(LifecycleConflict) as refused:
+        generate_server_key("ES256", status="active")
+    assert str(refused.value) == "A ES256 key is already active; store this one as 'next' and activate it."
+
+
+def test_a_key_stored_concurrently_is_a_conflict_not_a_database_error(monkeypatch):
+    def collide(**fields: Any) -> ServerKey:
+        raise IntegrityError("UNIQUE constraint failed: django_jarm_serverkey.kid")
+
+    monkeypatch.setattr(ServerKey.objects, "create", collide)
+    with pytest.raises(LifecycleConflict) as refused:
+        generate_server_key("ES256")
+    assert str(refused.value).endswith(" for ES256 conflicts with a key stored at the same time.")
+    assert str(refused.value).startswith("Key ")
