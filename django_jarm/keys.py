@@ -492,6 +492,11 @@ class PublishedKeys:
         ]
         return min(waits, default=None)
 
+    def until_new_keys_sign(self, now: datetime.datetime) -> float:
+        """Seconds from ``now`` until every active key stored lately has passed its publication wait."""
+        waits = (self.signer_stable_for(alg, now) for alg in self.active_algs())
+        return max((wait for wait in waits if wait is not None), default=0.0)
+
     def active_algs(self) -> set[str]:
         return {key.alg for key in self.keys if key.status == ServerKey.Status.ACTIVE}
 

@@ -974,3 +974,15 @@ def test_deeply_nested_json_is_a_clear_failure_not_a_timeout() -> None:
     assert document is None
     assert "not JSON" in problem or "cannot be read" in problem
     assert "did not answer" not in problem
+
+
+@pytest.mark.publication_wait
+def test_a_key_stored_just_now_is_waited_for_not_reported_missing(make_app: Callable[..., Any]) -> None:
+    # A fresh deployment runs the dry run right after storing its keys: the new key signs
+    # within the publication wait, so the flows wait for it rather than fail.
+    generate_server_key("ES256")
+    make_app("code", client_id="fresh", skip_authorization=False, jarm={"authorization_signed_response_alg": "ES256"})
+    with override_settings(JARM={"STATE_REFRESH_SECONDS": 0.5}):
+        results, error = conformance("--client", "fresh")
+    assert error is None, [r for r in results if r["status"] == "FAIL"]
+    assert statuses(results, "ValidateJARMSignatureUsingKid", client_id="fresh") == {"PASS"}

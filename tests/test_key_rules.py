@@ -239,6 +239,9 @@ def test_the_signer_is_stable_until_a_waiting_active_key_of_that_algorithm_may_s
     # From the moment the new key signs, nothing time alone changes is left.
     assert published.signer_stable_for("ES256", T0 - datetime.timedelta(seconds=0.25) + refresh) is None
     assert published.signer_stable_for("ES384", T0) is None
+    # Every algorithm's new key signs once the longest of those waits is over.
+    assert published.until_new_keys_sign(T0) == pytest.approx(refresh.total_seconds() - 0.25)
+    assert published.until_new_keys_sign(T0 + refresh) == 0.0
 
 
 def test_each_algorithm_signs_with_its_own_key_within_one_snapshot(make_app):
