@@ -1,15 +1,27 @@
 """The only module that builds JARM response JWTs: JWS, and nested JWS-in-JWE.
 
-The tokens are built with jwcrypto's algorithm objects (``jwcrypto.jwa``) on keys that are
-already parsed, and serialized here in the compact form (RFC 7515 7.1, RFC 7516 7.1). That is
-all jwcrypto's ``JWS``/``JWE`` objects would do for one signature or one recipient, without the
-copies of their header registries and, for AES-GCM key wrapping and ECDH-ES, without their
-second encryption of the content. A parsed ``JWK`` keeps its ``cryptography`` key object, so a
-key cached by :mod:`django_jarm.keys` or :mod:`django_jarm.client_keys` is never rebuilt here.
+The tokens are built on keys that are already parsed, and serialized here in the compact form
+(RFC 7515 7.1, RFC 7516 7.1). That is all jwcrypto's ``JWS``/``JWE`` objects would do for one
+signature or one recipient, without the copies of their header registries and, for AES-GCM key
+wrapping and ECDH-ES, without their second encryption of the content. A parsed ``JWK`` keeps its
+``cryptography`` key object, so a key cached by :mod:`django_jarm.keys` or
+:mod:`django_jarm.client_keys` is never rebuilt here.
+
+jwcrypto's algorithm objects (``jwcrypto.jwa``) check each key once and name the parameters
+(padding, hash, curve); the per-response work on a server or client RSA/EC key is then the same
+``cryptography`` call those objects make, prepared once per key. The content encryption (RFC
+7518 5.2 and 5.3) is computed here with ``cryptography``'s AES and the standard library's HMAC:
+one call each, where the algorithm objects build a cipher, a padder and an HMAC object per
+response. It runs in the middle of an authorization request, where every extra layer of code
+costs several times what it costs in a loop (``benchmarks/``).
 """
 
 from __future__ import annotations
 
+import binascii
+import hmac
+import json
+import os
 import time
 from collections.abc import Callable, Iterable
 from functools import lru_cache
@@ -17,8 +29,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from jwcrypto import jwk
-from jwcrypto.common import base64url_decode, base64url_encode, json_encode
+from jwcrypto.common import base64url_decode
 from jwcrypto.jwa import JWA
 
 from .client_keys import EncryptionKey
@@ -53,11 +67,37 @@ SIGNING_KEY_TYPES: dict[str, tuple[str, str | None]] = {
     "Ed25519": ("OKP", "Ed25519"),
 }
 
+#: RFC 7518 5.2.3-5.2.5: each AES_CBC_HMAC_SHA2 ``enc``, as (MAC key octets = encryption key
+#: octets = tag octets, HMAC hash). The content encryption key is the MAC key, then the AES key.
+CBC_HMAC = {"A128CBC-HS256": (16, "sha256"), "A192CBC-HS384": (24, "sha384"), "A256CBC-HS512": (32, "sha512")}
+#: RFC 7518 5.3: each AES GCM ``enc``, as its key octets; a 96-bit IV and a 128-bit tag.
+GCM_KEY_OCTETS = {"A128GCM": 16, "A192GCM": 24, "A256GCM": 32}
+
 # The allow-lists: one stateless algorithm object per name in conf's lists, which never hold
 # "none" or RSA1_5 (FAPI 1.0 Advanced 8.6.1). A name outside them cannot be signed or encrypted.
 _SIGNERS = {alg: JWA.signing_alg("EdDSA" if alg == "Ed25519" else alg) for alg in ALL_SIGNING_ALGS}
 _KEY_MANAGEMENT = {alg: JWA.keymgmt_alg(alg) for alg in ALL_ENCRYPTION_ALGS}
-_CONTENT_ENCRYPTION = {enc: JWA.encryption_alg(enc) for enc in ALL_ENCRYPTION_ENCS}
+#: The content encryption key length of each ``enc`` of the allow-list (a KeyError for any other).
+_CEK_OCTETS = {enc: 2 * CBC_HMAC[enc][0] if enc in CBC_HMAC else GCM_KEY_OCTETS[enc] for enc in ALL_ENCRYPTION_ENCS}
+
+
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+#: jwcrypto's ``json_encode``: compact, keys sorted, ASCII; one encoder instead of one per call.
+_json_encode = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+
+
+class CompactJWT(str):
+    """A compact JWS or JWE built by this module: BASE64URL segments joined by dots (RFC 7515
+    7.1, RFC 7516 7.1), so every character is "unreserved" (RFC 3986 2.3) and none ever needs
+    escaping in a URL. Only :func:`sign` and :func:`encrypt` make them; response modes rely on it.
+    """
+
+    __slots__ = ()
+
+
+def b64url(data: bytes) -> str:
+    """BASE64URL(data) without padding (RFC 7515 2); jwcrypto's ``base64url_encode`` for bytes."""
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=").decode("ascii")
 
 
 def _json_value(name: str, value: str) -> Any:
@@ -92,7 +132,7 @@ def response_claims(
 @lru_cache(maxsize=256)
 def _encoded_signing_header(alg: str, kid: str) -> str:
     """BASE64URL of the JWS protected header; keyed by two immutable strings, bounded."""
-    return base64url_encode(json_encode({"alg": alg, "kid": kid}))
+    return b64url(_json_encode({"alg": alg, "kid": kid}).encode("ascii"))
 
 
 #: RFC 7518 3.2: an HMAC key at least as long as the hash output (older jwcrypto does not check).
@@ -109,11 +149,35 @@ def _check_signing_key(key: SigningKey) -> None:
 
 
 Signature = Callable[[bytes], bytes]
+#: Wraps a content encryption key to one recipient key: CEK octets -> JWE Encrypted Key octets.
+KeyWrap = Callable[[bytes], bytes]
 
-#: Prepared signatures of the server's RSA and EC keys, by (identity of the parsed key, alg).
-#: Each entry holds its key, so an id is never taken for another key's while the entry lives.
+#: Prepared signatures of the server's RSA and EC keys, and prepared key wrapping to clients'
+#: RSA keys, by (identity of the parsed key, alg). Each entry holds its key, so an id is never
+#: taken for another key's while the entry lives.
 _PREPARED: dict[tuple[int, str], tuple[jwk.JWK, Signature]] = {}
 _PREPARED_MAX = 64
+_WRAPS: dict[tuple[int, str], tuple[jwk.JWK, KeyWrap | None]] = {}
+#: A process encrypts to many clients' keys: room for every client of a large deployment.
+_WRAPS_MAX = 4096
+
+
+def _memo(memo: dict[tuple[int, str], tuple[jwk.JWK, Any]], limit: int, parsed: jwk.JWK, alg: str, prepare: Any) -> Any:
+    """``prepare()`` for the parsed key ``parsed`` and ``alg``, once while it stays in ``memo``.
+
+    Parsed keys are never changed in place (django_jarm parses a new ``JWK`` for new key
+    material), so what was prepared from one stays true of it. Up to ``limit`` preparations are
+    kept, retired keys' among them until the memo is emptied; they are used only when the
+    request path hands their key in again.
+    """
+    found = memo.get((id(parsed), alg))
+    if found is not None and found[0] is parsed:
+        return found[1]
+    prepared = prepare()
+    if len(memo) >= limit:
+        memo.clear()
+    memo[(id(parsed), alg)] = (parsed, prepared)
+    return prepared
 
 
 def _prepare(key: SigningKey) -> Signature:
@@ -123,11 +187,6 @@ def _prepare(key: SigningKey) -> Signature:
     (the key's use and key_ops checks, the key lookup, the padding and hash objects), done once;
     the signing itself is the same call with the same parameters. HMAC keys (a client's secret,
     new for every request) and EdDSA go through the algorithm object each time.
-
-    Parsed keys are never changed in place (django_jarm parses a new ``JWK`` for new key
-    material), so what was prepared from one stays true of it. Up to ``_PREPARED_MAX``
-    preparations are kept, retired keys' among them until the memo is emptied; they sign only
-    when the request path hands their ``SigningKey`` in again.
     """
     signer = _SIGNERS[key.alg]
     _check_signing_key(key)
@@ -163,57 +222,107 @@ def _prepare(key: SigningKey) -> Signature:
 def _signature_of(key: SigningKey) -> Signature:
     if key.alg in HMAC_MIN_KEY_OCTETS:
         return _prepare(key)
-    found = _PREPARED.get((id(key.jwk), key.alg))
-    if found is not None and found[0] is key.jwk:
-        return found[1]
-    signature = _prepare(key)
-    if len(_PREPARED) >= _PREPARED_MAX:
-        _PREPARED.clear()
-    _PREPARED[(id(key.jwk), key.alg)] = (key.jwk, signature)
+    signature: Signature = _memo(_PREPARED, _PREPARED_MAX, key.jwk, key.alg, lambda: _prepare(key))
     return signature
 
 
-def sign(claims: dict[str, Any], key: SigningKey) -> str:
+def sign(claims: dict[str, Any], key: SigningKey) -> CompactJWT:
     """Compact JWS of ``claims`` with ``key``; the header carries ``alg`` and ``kid``."""
     try:
         signature = _signature_of(key)
         # RFC 7515 5.1: the signature covers ASCII(BASE64URL(header) || '.' || BASE64URL(payload)).
-        signing_input = _encoded_signing_header(key.alg, key.kid) + "." + base64url_encode(json_encode(claims))
-        return signing_input + "." + base64url_encode(signature(signing_input.encode("ascii")))
+        signing_input = _encoded_signing_header(key.alg, key.kid) + "." + b64url(_json_encode(claims).encode("ascii"))
+        return CompactJWT(signing_input + "." + b64url(signature(signing_input.encode("ascii"))))
     except Exception as exc:
         # jwcrypto fails in many ways (JWException, ValueError, AttributeError on a key that
         # does not fit the algorithm): none of them, nor their messages, cross this boundary.
         raise ConfigurationError(f"Signing with {key.alg} key {key.kid} failed: {type(exc).__name__}.") from exc
 
 
-def encrypt(signed: str, key: EncryptionKey) -> str:
+def _prepare_wrap(key: EncryptionKey) -> KeyWrap | None:
+    """RSAES-OAEP key wrapping to ``key``, checked once (RFC 7518 4.3); ``None`` for the others.
+
+    What jwcrypto's RSA algorithm object does per call (the key type, use and key_ops checks,
+    the public key lookup) done once; the encryption itself is the same call with its padding.
+    """
+    padding = getattr(_KEY_MANAGEMENT[key.alg], "padfn", None)
+    if not key.alg.startswith("RSA-OAEP") or padding is None:
+        return None
+    if key.jwk.get("kty") != "RSA":
+        raise ValueError("the key does not fit the algorithm")
+    public = key.jwk.get_op_key("wrapKey")
+
+    def rsa_wrap(cek: bytes) -> bytes:
+        encrypted_key: bytes = public.encrypt(cek, padding)
+        return encrypted_key
+
+    return rsa_wrap
+
+
+@lru_cache(maxsize=256)
+def _encoded_encryption_header(alg: str, enc: str, kid: str | None) -> str:
+    """BASE64URL of a JWE protected header without per-message parameters (RSA key wrapping)."""
+    return b64url(_json_encode(_encryption_header(alg, enc, kid)).encode("ascii"))
+
+
+def _encryption_header(alg: str, enc: str, kid: str | None) -> dict[str, Any]:
+    header: dict[str, Any] = {"alg": alg, "enc": enc, "cty": "JWT"}
+    if kid:
+        header["kid"] = kid
+    return header
+
+
+def encrypt_content(enc: str, cek: bytes, aad: bytes, plaintext: bytes) -> tuple[bytes, bytes, bytes]:
+    """RFC 7518 5.2.2.1 (AES_CBC_HMAC_SHA2) or 5.3 (AES GCM): the IV, the ciphertext, the tag."""
+    if len(cek) != _CEK_OCTETS[enc]:
+        raise ValueError("the content encryption key does not fit the algorithm")
+    if enc in CBC_HMAC:
+        octets, digest = CBC_HMAC[enc]
+        iv = os.urandom(16)
+        pad = 16 - len(plaintext) % 16  # PKCS #7 to the AES block size
+        encryptor = Cipher(algorithms.AES(cek[octets:]), modes.CBC(iv)).encryptor()
+        ciphertext = encryptor.update(plaintext + bytes((pad,)) * pad) + encryptor.finalize()
+        # AL: the number of bits in the AAD as a 64-bit big-endian integer.
+        length = (len(aad) * 8).to_bytes(8, "big")
+        tag = hmac.digest(cek[:octets], aad + iv + ciphertext + length, digest)[:octets]
+        return iv, ciphertext, tag
+    iv = os.urandom(12)
+    sealed = AESGCM(cek).encrypt(iv, plaintext, aad)  # the ciphertext, then the 128-bit tag
+    return iv, sealed[:-16], sealed[-16:]
+
+
+def encrypt(signed: str, key: EncryptionKey) -> CompactJWT:
     """Nested JWT: the signed response encrypted to ``key`` (JARM 2.2: sign, then encrypt).
 
     The header carries ``cty: "JWT"`` (RFC 7519 5.2) and the recipient key's ``kid``.
     """
-    header: dict[str, Any] = {"alg": key.alg, "enc": key.enc, "cty": "JWT"}
-    if key.kid:
-        header["kid"] = key.kid
     try:
         key_management = _KEY_MANAGEMENT[key.alg]
-        content_encryption = _CONTENT_ENCRYPTION[key.enc]
+        cek_octets = _CEK_OCTETS[key.enc]
         plaintext = signed.encode("ascii")
         # RFC 7516 5.1 steps 2-6: a fresh content encryption key, wrapped to (or, for dir and
         # ECDH-ES, agreed with) the recipient's key.
-        wrapped = key_management.wrap(key.jwk, content_encryption.wrap_key_size, None, header)
-        # ECDH-ES's "epk", AES-GCM key wrapping's "iv" and "tag": the compact serialization has
-        # only the protected header to carry them (RFC 7516 7.1), so they are protected too.
-        for name, value in wrapped.get("header", {}).items():
-            if name in header:
-                raise ValueError("the key management algorithm rewrote a header parameter")
-            header[name] = value
-        protected = base64url_encode(json_encode(header))
+        wrap: KeyWrap | None = None
+        if key.alg.startswith("RSA-OAEP"):
+            wrap = _memo(_WRAPS, _WRAPS_MAX, key.jwk, key.alg, lambda: _prepare_wrap(key))
+        if wrap is not None:
+            cek = os.urandom(cek_octets)
+            encrypted_key = wrap(cek)
+            protected = _encoded_encryption_header(key.alg, key.enc, key.kid)
+        else:
+            header = _encryption_header(key.alg, key.enc, key.kid)
+            wrapped = key_management.wrap(key.jwk, cek_octets * 8, None, header)
+            # ECDH-ES's "epk", AES-GCM key wrapping's "iv" and "tag": the compact serialization
+            # has only the protected header to carry them (RFC 7516 7.1), so they are protected too.
+            for name, value in wrapped.get("header", {}).items():
+                if name in header:
+                    raise ValueError("the key management algorithm rewrote a header parameter")
+                header[name] = value
+            protected = b64url(_json_encode(header).encode("ascii"))
+            cek, encrypted_key = wrapped["cek"], wrapped.get("ek", b"")
         # RFC 7516 5.1 steps 14-15: the protected header, as ASCII, is the additional authenticated data.
-        iv, ciphertext, tag = content_encryption.encrypt(wrapped["cek"], protected.encode("ascii"), plaintext)
-        encrypted_key = base64url_encode(wrapped.get("ek", b""))
-        return ".".join(
-            (protected, encrypted_key, base64url_encode(iv), base64url_encode(ciphertext), base64url_encode(tag))
-        )
+        iv, ciphertext, tag = encrypt_content(key.enc, cek, protected.encode("ascii"), plaintext)
+        return CompactJWT(".".join((protected, b64url(encrypted_key), b64url(iv), b64url(ciphertext), b64url(tag))))
     except Exception as exc:
         reason = type(exc).__name__
         raise ConfigurationError(f"Encrypting with {key.alg}/{key.enc} failed: {reason}.") from exc

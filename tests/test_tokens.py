@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from jwcrypto import jwk
 from django_jarm.client_keys import EncryptionKey
 from django_jarm.exceptions import ConfigurationError
 from django_jarm.keys import SigningKey
-from django_jarm.tokens import encrypt, response_claims, sign
+from django_jarm.tokens import CompactJWT, encrypt, response_claims, sign
 from tests import rp
 
 #: Signing algorithm -> the joserfc key it is made with: RSA, a curve, or an HMAC secret length.
@@ -49,6 +50,14 @@ ENC_OCTETS = {
 }
 
 CLAIMS = {"iss": "https://as.example", "aud": "client-1", "exp": 2_000_000_000, "code": "c0de", "state": "s"}
+#: RFC 3986 2.3 "unreserved": what a CompactJWT is made of (response modes append it unescaped).
+UNRESERVED = re.compile(r"[A-Za-z0-9_\-.]+")
+
+
+def assert_compact(token: str, segments: int) -> None:
+    assert type(token) is CompactJWT
+    assert UNRESERVED.fullmatch(token)
+    assert token.count(".") == segments - 1
 
 
 def header_of(token: str) -> dict[str, Any]:
@@ -138,7 +147,7 @@ def test_a_non_numeric_expires_in_stays_a_string():
 def test_every_signing_algorithm_verifies_with_joserfc(signing_key, alg):
     key, verifier = signing_key(alg)
     token = sign(CLAIMS, key)
-    assert token.count(".") == 2
+    assert_compact(token, 3)
     decoded = jwt.decode(token, verifier, algorithms=[alg])
     assert decoded.header == {"alg": alg, "kid": key.kid}
     assert decoded.claims == CLAIMS
@@ -237,6 +246,7 @@ def extra_members(alg: str) -> set[str]:
 def test_every_key_management_and_encryption_pair_decrypts_with_joserfc(joserfc_keys, signing_key, alg, enc):
     key, decrypting = recipient(alg, enc, joserfc_keys)
     token = encrypt(sign(CLAIMS, signing_key("ES256")[0]), key)
+    assert_compact(token, 5)
     header = decrypt_and_verify(token, decrypting, alg, enc, signing_key)
     expected = {"alg": alg, "enc": enc, "cty": "JWT"}
     if key.kid:
