@@ -13,6 +13,7 @@ from django_jarm.response_modes import (
     jwt_mode_name,
     resolve_response_mode,
 )
+from django_jarm.tokens import CompactJWT
 
 OPEN = ClientPolicy()
 
@@ -158,3 +159,50 @@ def test_fragment_location_replaces_any_fragment_of_the_redirect_uri(redirect_ur
     # RFC 6749 3.1.2: a redirection endpoint has no fragment; the response parameters are the fragment.
     location = RESPONSE_MODES["fragment.jwt"].location(redirect_uri, [("response", "a.b.c")])
     assert location == "https://rp.example/cb#response=a.b.c"
+
+
+# A response JWT built by tokens is appended as it is --------------------------------------
+
+REDIRECT_URIS = [
+    "https://rp.example/cb",
+    "https://rp.example/cb?x=y",
+    "https://rp.example/cb?",
+    "https://rp.example/cb#old",
+    "https://rp.example/ca\u0300llback?q=\u00e9t\u00e9",  # an IRI: escaped by DOT's redirect as always
+    "com.example.app:/cb",
+    "http://127.0.0.1:8000/callback/",
+    "https://rp.example/a b?c=d e",
+]
+
+
+@pytest.mark.parametrize("mode", ["query.jwt", "fragment.jwt"])
+@pytest.mark.parametrize("redirect_uri", REDIRECT_URIS)
+def test_a_built_token_redirects_exactly_as_urlencoded(mode, redirect_uri):
+    token = "eyJhbGciOiJFUzI1NiJ9.eyJjb2RlIjoiYyJ9.sig-_0123456789" * 20
+    request = RequestFactory().get("/")
+    schemes = ["https", "http", "com.example.app"]
+    render = RESPONSE_MODES[mode].render
+    fast = render(request, redirect_uri, [("response", CompactJWT(token))], allowed_schemes=schemes)
+    general = render(request, redirect_uri, [("response", token)], allowed_schemes=schemes)
+    assert fast["Location"] == general["Location"]
+    assert fast["Location"].endswith("response=" + token)
+    assert fast.status_code == general.status_code == 302
+    assert sorted(fast.headers.items()) == sorted(general.headers.items())
+
+
+@pytest.mark.parametrize(
+    "redirect_uri", ["javascript:alert(1)//", "data:text/html,x", "rp.example/cb", "ftp://rp.example/"]
+)
+def test_a_built_token_is_never_redirected_to_a_scheme_not_allowed(redirect_uri):
+    with pytest.raises(DisallowedRedirect):
+        RESPONSE_MODES["query.jwt"].render(
+            RequestFactory().get("/"), redirect_uri, [("response", CompactJWT("a.b.c"))], allowed_schemes=["https"]
+        )
+
+
+def test_any_other_string_is_urlencoded():
+    # Only tokens' own type skips the escaping: a planner's string is encoded as always.
+    response = RESPONSE_MODES["query.jwt"].render(
+        RequestFactory().get("/"), "https://rp.example/cb", [("response", "a.b&c=d#e")], allowed_schemes=["https"]
+    )
+    assert response["Location"] == "https://rp.example/cb?response=a.b%26c%3Dd%23e"
