@@ -29,7 +29,7 @@ from oauth2_provider.models import get_access_token_model, get_grant_model
 from oauth2_provider.settings import oauth2_settings
 
 from . import state, tokens
-from .client_keys import EncryptionKey, get_encryption_key
+from .client_keys import EncryptionKey, settings_encryption_key
 from .conf import jarm_settings
 from .exceptions import SERVER_ERROR, JARMError, KeyUnavailable, Refusal
 from .keys import SigningKey, get_signing_key
@@ -146,7 +146,7 @@ class ResponsePlanner:
             signing_key = get_signing_key(alg, application)
             encryption_key = None
             if settings is not None and settings.is_encrypted:
-                encryption_key = get_encryption_key(application, settings.metadata())
+                encryption_key = settings_encryption_key(application, settings)
         except KeyUnavailable as exc:
             # DESIGN 2: no JWT can be built, so server_error in the plain twin mode, before any
             # code exists. Never an unsigned success.

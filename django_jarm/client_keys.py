@@ -109,6 +109,27 @@ def get_encryption_key(application: Any, metadata: ClientMetadata) -> Encryption
     raise KeyUnavailable(f"{alg} encrypts to the client's public key: set its JWK Set or URL.")
 
 
+def settings_encryption_key(application: Any, settings: Any) -> EncryptionKey:
+    """``get_encryption_key(application, settings.metadata())`` for the snapshot's stored settings.
+
+    A key chosen from the row's own JWK Set is kept with the row object itself, once per
+    snapshot: the request path then neither builds the metadata nor checks the allow-lists
+    again, and nothing it depends on can change without dropping the snapshot (a saved row
+    moves the state version; a settings change clears it). Keys derived from the client
+    secret, or fetched from the ``jwks_uri``, are chosen for every response as before.
+    """
+    snapshot = state.current()
+    found = snapshot.recall("settings-encryption-key", application.pk)
+    if found is not None and found[0] is settings:
+        kept: EncryptionKey = found[1]
+        return kept
+    metadata = settings.metadata()
+    key = get_encryption_key(application, metadata)
+    if metadata.jwks and metadata.authorization_encrypted_response_alg not in SYMMETRIC_ENCRYPTION_ALGS:
+        snapshot.remember("settings-encryption-key", application.pk, (settings, key))
+    return key
+
+
 def _inline_key(application: Any, jwks: Any, alg: str, enc: str) -> EncryptionKey:
     """The key chosen from the client's stored ``jwks``, once per snapshot.
 

@@ -712,6 +712,52 @@ def test_each_client_and_algorithm_has_its_own_inline_key(make_app):
     assert client_keys.get_encryption_key(one, one_metadata).alg == "RSA-OAEP-256"
 
 
+def _counting_choices(monkeypatch: Any) -> list[str]:
+    chosen: list[str] = []
+    real = client_keys.get_encryption_key
+
+    def counted(application: Any, metadata: Any) -> Any:
+        chosen.append(application.client_id)
+        return real(application, metadata)
+
+    monkeypatch.setattr(client_keys, "get_encryption_key", counted)
+    return chosen
+
+
+def test_the_stored_rows_key_is_kept_with_the_row(make_app, monkeypatch):
+    app, _ = _inline_settings(make_app, _rsa_set("rp-1"))
+    chosen = _counting_choices(monkeypatch)
+    row = app.jarm
+    first = client_keys.settings_encryption_key(app, row)
+    assert client_keys.settings_encryption_key(app, row) is first
+    assert first.kid == "rp-1"
+    assert chosen == [app.client_id]
+    # Another object for the same client (the row as saved again, or reloaded): chosen afresh.
+    reloaded = type(row).objects.get(pk=row.pk)
+    reloaded.jwks = _rsa_set("rp-2")
+    assert client_keys.settings_encryption_key(app, reloaded).kid == "rp-2"
+    assert chosen == [app.client_id] * 2
+
+
+@pytest.mark.parametrize(
+    "jarm",
+    [
+        {"authorization_encrypted_response_alg": "A128KW"},  # from the client secret, which may change
+        {"authorization_encrypted_response_alg": "RSA-OAEP-256", "jwks_uri": "https://rp.example/jwks"},
+    ],
+    ids=["secret-derived", "jwks_uri"],
+)
+def test_keys_not_from_the_rows_own_set_are_chosen_for_every_response(make_app, monkeypatch, jarm):
+    app = make_app("code", client_secret="s" * 64, hash_client_secret=False, jarm=jarm)
+    chosen = _counting_choices(monkeypatch)
+    if "jwks_uri" in jarm:
+        key = public(RSAKey.generate_key(2048))["keys"][0]
+        monkeypatch.setattr(client_keys, "_select_from_uri", lambda uri, alg: key)
+    for _ in range(3):
+        client_keys.settings_encryption_key(app, app.jarm)
+    assert chosen == [app.client_id] * 3
+
+
 def test_a_malformed_set_saved_without_clean_names_its_problem(make_app):
     app, metadata = _inline_settings(make_app, _rsa_set("rp-1"))
     broken = dataclasses.replace(metadata, jwks={"keys": "not a list"})
