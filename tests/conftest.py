@@ -15,7 +15,7 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from oauth2_provider.models import get_application_model
 
-from django_jarm import keys, state
+from django_jarm import keys, state, tokens
 from django_jarm.models import ClientSettings
 from tests import rp
 
@@ -64,13 +64,20 @@ def _single_process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
         monkeypatch.setattr(keys, "publication_wait", lambda: 0.0)
 
 
+def _clear_caches() -> None:
+    cache.clear()
+    state.clear()
+    # Prepared signatures and key wrapping, by key identity: each test prepares its own keys
+    # (and mutation testing's coverage run sees every test that prepares one).
+    tokens._PREPARED.clear()
+    tokens._WRAPS.clear()
+
+
 @pytest.fixture(autouse=True)
 def _fresh_caches() -> Iterator[None]:
-    cache.clear()
-    state.clear()
+    _clear_caches()
     yield
-    cache.clear()
-    state.clear()
+    _clear_caches()
 
 
 @pytest.fixture

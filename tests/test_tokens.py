@@ -181,6 +181,59 @@ def test_every_key_signs_with_itself_however_many_keys_are_prepared():
             assert jwt.decode(token, verifier, algorithms=["ES256"]).claims["state"] == f"{round_}-{number}"
 
 
+def _counting_op_keys(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The operations jwcrypto is asked a key for: its use and key_ops checks run on each."""
+    operations: list[str] = []
+    real = jwk.JWK.get_op_key
+
+    def counted(self: jwk.JWK, operation: str | None = None, arg: Any = None) -> Any:
+        operations.append(str(operation))
+        return real(self, operation, arg)
+
+    monkeypatch.setattr(jwk.JWK, "get_op_key", counted)
+    return operations
+
+
+@pytest.mark.parametrize("alg", ["RS256", "PS256", "PS512", "ES256", "ES384", "ES512"])
+def test_a_server_key_is_checked_and_taken_once_not_per_response(signing_key, monkeypatch, alg):
+    # The signature of an RSA or EC key is prepared once: the checks, the key object, the
+    # padding and hash. Every later response is the bare signing call.
+    key, verifier = signing_key(alg)
+    parsed = SigningKey(alg, key.kid, jwk.JWK.from_json(key.jwk.export()))  # a key not prepared yet
+    operations = _counting_op_keys(monkeypatch)
+    for number in range(5):
+        token = sign({**CLAIMS, "state": str(number)}, parsed)
+        assert jwt.decode(token, verifier, algorithms=[alg]).claims["state"] == str(number)
+    assert operations == ["sign"]
+
+
+@pytest.mark.parametrize("alg", RSA_ALGS)
+def test_a_client_rsa_key_is_checked_and_taken_once_not_per_response(joserfc_keys, signing_key, monkeypatch, alg):
+    _, decrypting = recipient(alg, "A128GCM", joserfc_keys)
+    key = EncryptionKey(alg, "A128GCM", "rp-enc-1", to_jwcrypto(decrypting, private=False))  # not prepared yet
+    signed = sign(CLAIMS, signing_key("ES256")[0])
+    operations = _counting_op_keys(monkeypatch)
+    for _ in range(5):
+        decrypt_and_verify(encrypt(signed, key), decrypting, alg, "A128GCM", signing_key)
+    assert operations == ["wrapKey"]
+
+
+@pytest.mark.parametrize("enc", ENCS)
+def test_content_encryption_sizes(joserfc_keys, signing_key, enc):
+    # RFC 7518 5.2.2.1 and 5.3: a 128-bit IV and a tag of half the key for AES-CBC-HMAC; a 96-bit
+    # IV and a 128-bit tag for AES-GCM; the ciphertext padded to the block (CBC) or not (GCM).
+    key, _ = recipient("RSA-OAEP-256", enc, joserfc_keys)
+    signed = sign(CLAIMS, signing_key("ES256")[0])
+    _, _, iv, ciphertext, tag = (
+        base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)) for part in encrypt(signed, key).split(".")
+    )
+    if enc in ENCS[:3]:
+        assert (len(iv), len(tag)) == (16, ENC_OCTETS[enc] // 2)
+        assert len(ciphertext) == (len(signed) // 16 + 1) * 16
+    else:
+        assert (len(iv), len(tag), len(ciphertext)) == (12, 16, len(signed))
+
+
 def test_a_key_restricted_to_verification_cannot_sign(joserfc_keys):
     for constraint in ({"key_ops": ["verify"]}, {"use": "enc"}):
         restricted = jwk.JWK(**joserfc_keys["P-256"].as_dict(private=True), **constraint)
@@ -305,6 +358,7 @@ def test_a_key_of_another_curve_never_signs(signing_key):
     with pytest.raises(ConfigurationError) as caught:
         sign(CLAIMS, SigningKey("ES256", es384.kid, es384.jwk))
     assert str(caught.value) == f"Signing with ES256 key {es384.kid} failed: ValueError."
+    assert str(caught.value.__cause__) == "the key does not fit the algorithm"  # for the traceback only
 
 
 @pytest.mark.parametrize(("alg", "family"), [("RS256", "P-256"), ("EdDSA", "X25519"), ("HS256", "P-256")])
@@ -321,8 +375,10 @@ def test_a_public_key_cannot_sign(joserfc_keys):
 
 def test_a_short_hmac_secret_is_refused():
     # RFC 7518 3.2: a key of the same size as the hash output (or larger).
-    with pytest.raises(ConfigurationError, match=r"^Signing with HS256 key k failed: "):
+    with pytest.raises(ConfigurationError, match=r"^Signing with HS256 key k failed: ValueError\.$") as caught:
         sign(CLAIMS, SigningKey("HS256", "k", oct_jwk(octets(31))))
+    assert str(caught.value.__cause__) == "the HMAC key is shorter than the hash output"
+    assert sign(CLAIMS, SigningKey("HS256", "k", oct_jwk(octets(32))))  # exactly the hash size is enough
 
 
 def test_claims_that_are_not_json_fail(signing_key):
@@ -366,6 +422,9 @@ def test_a_recipient_key_that_does_not_fit_fails(alg, enc, key):
     with pytest.raises(ConfigurationError, match=rf"^Encrypting with {alg}/{enc} failed: \w+\.$") as caught:
         encrypt("a.b.c", EncryptionKey(alg, enc, "rp", public))
     assert isinstance(caught.value.__cause__, Exception)  # the cause stays for debugging, not in the message
+    if alg.startswith("RSA-OAEP"):
+        assert str(caught.value) == f"Encrypting with {alg}/{enc} failed: ValueError."
+        assert str(caught.value.__cause__) == "the key does not fit the algorithm"
 
 
 def test_a_non_ascii_payload_is_not_encrypted(joserfc_keys):
