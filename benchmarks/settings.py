@@ -5,12 +5,14 @@
 - ``ALWAYS_RELOAD_OAUTHLIB_CORE`` off (DOT's default): the tests turn it on for
   ``override_settings``; a server reuses one oauthlib core.
 - Logging of ``django_jarm`` kept at WARNING, as in a production configuration.
+- ``JARM["RESPONSE_PLANNER"]``: django_jarm's planner, which can also run a benchmark client's
+  bare cryptography in its request (``benchmarks.world.BenchmarkPlanner``, figure 2).
 """
 
 from __future__ import annotations
 
 from tests.settings import *  # noqa: F403
-from tests.settings import OAUTH2_PROVIDER
+from tests.settings import JARM, OAUTH2_PROVIDER
 
 ROOT_URLCONF = "benchmarks.urls"
 DEBUG = False
@@ -19,6 +21,7 @@ DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memor
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "benchmarks"}}
 
 OAUTH2_PROVIDER = {**OAUTH2_PROVIDER, "ALWAYS_RELOAD_OAUTHLIB_CORE": False}
+JARM = {**JARM, "RESPONSE_PLANNER": "benchmarks.world.BenchmarkPlanner"}
 
 LOGGING = {
     "version": 1,

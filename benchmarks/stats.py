@@ -4,8 +4,9 @@ The method, in three rules (benchmarks/README.md says why):
 
 - Calls are timed with the CPU time of the benchmark's thread by default (``--wall`` for the
   wall clock), the clock's own cost subtracted.
-- Within a round the variants of a figure are called in turn (A B C A B C ...), in an order
-  that rotates and reverses from round to round; a round keeps each variant's median call.
+- Within a round the variants of a figure are called in turn (A B C, C A B, B C A ...), in an
+  order shuffled for every pass, so that each variant follows each other one equally often;
+  a round keeps each variant's median call.
 - A figure is the median, over rounds, of a ratio or a difference computed within each round.
 
 Nothing here knows about Django or django_jarm.
@@ -14,6 +15,7 @@ Nothing here knows about Django or django_jarm.
 from __future__ import annotations
 
 import gc
+import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -67,23 +69,26 @@ def measure(
     """Per round, the median of ``calls`` calls of every variant, the calls alternating.
 
     A burst of load from elsewhere on the machine hits every variant alike, and the median
-    drops the calls it hit hardest. The garbage collector runs between rounds (as in timeit).
+    drops the calls it hit hardest. The order is shuffled for every pass through the variants
+    (seeded, so a run can be repeated): what a call costs depends on what ran before it (the
+    CPU caches it left), and a fixed or rotated order would give each variant the same
+    predecessors all run long. The garbage collector runs between rounds (as in timeit).
     """
     names = list(variants)
     for variant in variants.values():
         for _ in range(variant.warmup):
             variant.call()
     samples: Samples = {name: [] for name in names}
-    for index in range(rounds):
+    shuffled = random.Random(len(names) * 1_000 + rounds)
+    for _round in range(rounds):
         if before_round is not None:
             before_round()
-        order = rotation(names, index)
         times: Samples = {name: [] for name in names}
         gc.collect()
         gc.disable()
         try:
             for _ in range(calls):
-                for name in order:
+                for name in shuffled.sample(names, len(names)):
                     variant = variants[name]
                     if variant.before is not None:
                         variant.before()

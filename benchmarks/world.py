@@ -12,7 +12,7 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from cryptography.hazmat.primitives import hashes, padding, serialization
@@ -28,6 +28,7 @@ from jwcrypto import jwk
 from oauth2_provider.models import get_application_model, get_grant_model
 
 from django_jarm import client_keys, keys, state, tokens
+from django_jarm.authorization import ResponsePlanner
 from django_jarm.models import ClientSettings, ServerKey
 
 
@@ -75,14 +76,39 @@ CASE_LABELS = {"ES256": "ES256", "PS256": "PS256", "nested": f"ES256 + {ENC_ALG}
 
 @dataclass
 class World:
-    """What the run set up: a user, server keys, clients, their keys, and a logged-in browser."""
+    """What the run set up: a user, server keys, clients, their keys, and a logged-in browser.
+
+    ``twins`` holds, for each case, a second client configured exactly like it, through which
+    figure 2 makes plain requests that compute the case's bare cryptography in the request.
+    """
 
     user: Any
     browser: Client
     apps: dict[str, Any]
+    twins: dict[str, Any]
     server_keys: dict[str, ServerKey]
     client_private_key: jwk.JWK
     extra_server_kids: list[str] = field(default_factory=list)
+
+
+class BenchmarkPlanner(ResponsePlanner):
+    """django_jarm's planner (``JARM["RESPONSE_PLANNER"]`` in benchmarks/settings.py), plus one
+    thing: a response to a client listed in ``in_request`` first runs that client's bare
+    cryptography, where the JWT path builds the JWT (the first step of ``deliver``).
+
+    The twin clients' plain responses then pay for the cryptography exactly where a JWT
+    response pays for it, in the state the request leaves the CPU caches in, and the code after
+    it runs in the state the cryptography leaves them in. Every request, JWT or plain, makes the
+    same one dictionary lookup here.
+    """
+
+    in_request: ClassVar[dict[str, Callable[[], Any]]] = {}
+
+    def deliver(self, http_request: Any, plan: Any, params: Any) -> Any:
+        cryptography = self.in_request.get(plan.request.client_id)
+        if cryptography is not None:
+            cryptography()
+        return super().deliver(http_request, plan, params)
 
 
 def rsa_public_jwk(key: jwk.JWK, kid: str) -> dict[str, Any]:
@@ -123,14 +149,16 @@ def build_world() -> World:
     ServerKey.objects.update(created=timezone.now() - datetime.timedelta(hours=1))
     client_private_key = jwk.JWK.generate(kty="RSA", size=2048)
     public = rsa_public_jwk(client_private_key, "rp-enc-1")
-    apps = {
-        "ES256": _new_app(user, "ES256 client", {"authorization_signed_response_alg": "ES256"}),
-        "PS256": _new_app(user, "PS256 client", {"authorization_signed_response_alg": "PS256"}),
-        "nested": _new_app(user, "encrypted client", encrypted_client_settings(public)),
+    settings = {
+        "ES256": {"authorization_signed_response_alg": "ES256"},
+        "PS256": {"authorization_signed_response_alg": "PS256"},
+        "nested": encrypted_client_settings(public),
     }
+    apps = {case: _new_app(user, f"{CASE_LABELS[case]} client", jarm) for case, jarm in settings.items()}
+    twins = {case: _new_app(user, f"{CASE_LABELS[case]} twin", jarm) for case, jarm in settings.items()}
     browser = Client()
     browser.force_login(user)
-    return World(user, browser, apps, server_keys, client_private_key)
+    return World(user, browser, apps, twins, server_keys, client_private_key)
 
 
 def authorize_url(prefix: str, app: Any, response_mode: str) -> str:
