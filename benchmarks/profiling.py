@@ -53,10 +53,20 @@ def package_of_file(filename: str) -> str | None:
     return None
 
 
+#: django_jarm.tokens' functions that only call into ``cryptography`` (and the standard library's
+#: os.urandom and hmac): the signature and key wrapping prepared per key, and the content
+#: encryption. A C call has no frame of its own, so their samples would otherwise count for
+#: django_jarm.
+CRYPTOGRAPHY_CALLS = frozenset({"rsa_signature", "ec_signature", "rsa_wrap", "encrypt_content"})
+
+
 def package_of_frame(frame: FrameType | None) -> str:
     """The package of the innermost frame that has one (a caller's, for stdlib code)."""
     while frame is not None:
-        package = package_of_file(frame.f_code.co_filename)
+        code = frame.f_code
+        if code.co_name in CRYPTOGRAPHY_CALLS and code.co_filename.endswith(f"django_jarm{os.sep}tokens.py"):
+            return "jwcrypto + cryptography"
+        package = package_of_file(code.co_filename)
         if package is not None:
             return package
         frame = frame.f_back

@@ -7,7 +7,9 @@ The method, in three rules (benchmarks/README.md says why):
 - Within a round the variants of a figure are called in turn (A B C, C A B, B C A ...), in an
   order shuffled for every pass, so that each variant follows each other one equally often;
   a round keeps each variant's median call.
-- A figure is the median, over rounds, of a ratio or a difference computed within each round.
+- A figure is the median, over rounds, of a ratio or a difference computed within each round;
+  or, for a small difference between two requests, the median of the differences of calls made
+  back to back (``measure_pairs``).
 
 Nothing here knows about Django or django_jarm.
 """
@@ -100,6 +102,48 @@ def measure(
     return samples
 
 
+def measure_pairs(
+    pairs: dict[str, tuple[Variant, Variant]],
+    rounds: int,
+    calls: int,
+    *,
+    combine: Callable[[float, float], float] = lambda a, b: a - b,
+    before_round: Callable[[], None] | None = None,
+) -> Samples:
+    """For each pair ``(A, B)``, ``combine(A, B)`` of calls made back to back, ``rounds * calls`` times.
+
+    The two calls of a pair run one right after the other, in a random order, so a slowdown
+    from elsewhere on the machine (which lasts longer than two calls) hits both; the pairs run
+    in an order shuffled for every pass. On a shared machine the time of one request may vary
+    by half, while the difference of two adjacent ones varies by a few percent of that: the
+    median of the paired differences is the steadiest figure of a small difference.
+    """
+    names = list(pairs)
+    for first, second in pairs.values():
+        for variant in (first, second):
+            for _ in range(variant.warmup):
+                variant.call()
+    results: Samples = {name: [] for name in names}
+    shuffled = random.Random(len(names) * 1_000 + rounds + 1)
+    for _round in range(rounds):
+        if before_round is not None:
+            before_round()
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(calls):
+                for name in shuffled.sample(names, len(names)):
+                    first, second = pairs[name]
+                    if shuffled.random() < 0.5:
+                        a, b = timed(first.call), timed(second.call)
+                    else:
+                        b, a = timed(second.call), timed(first.call)
+                    results[name].append(combine(a, b))
+        finally:
+            gc.enable()
+    return results
+
+
 def measure_configurations(variants: dict[str, Variant], rounds: int, calls: int) -> Samples:
     """Like :func:`measure` for variants that need ``enter()`` first: one block of calls per
     variant per round, the blocks alternating round after round."""
@@ -124,6 +168,11 @@ def measure_configurations(variants: dict[str, Variant], rounds: int, calls: int
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values)
+
+
+def quartile(values: Sequence[float], which: int) -> float:
+    """The first (``which=1``) or third (``which=3``) quartile of ``values``."""
+    return statistics.quantiles(values, n=4)[which - 1]
 
 
 def per_round(combine: Callable[..., float], *series: Sequence[float]) -> list[float]:
