@@ -53,10 +53,10 @@ def package_of_file(filename: str) -> str | None:
     return None
 
 
-#: django_jarm.tokens' functions that only call into ``cryptography`` (and the standard library's
-#: os.urandom and hmac): the signature and key wrapping prepared per key, and the content
-#: encryption. A C call has no frame of its own, so their samples would otherwise count for
-#: django_jarm.
+#: django_jarm.tokens' functions that are calls into ``cryptography`` (and the standard library's
+#: os.urandom and hmac) with a few lines around them (the raw R || S of an ECDSA signature, the
+#: PKCS #7 padding): the signature and key wrapping prepared per key, and the content encryption.
+#: A C call has no frame of its own, so their samples would otherwise count for django_jarm.
 CRYPTOGRAPHY_CALLS = frozenset({"rsa_signature", "ec_signature", "rsa_wrap", "encrypt_content"})
 
 

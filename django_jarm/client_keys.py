@@ -113,20 +113,33 @@ def settings_encryption_key(application: Any, settings: Any) -> EncryptionKey:
     """``get_encryption_key(application, settings.metadata())`` for the snapshot's stored settings.
 
     A key chosen from the row's own JWK Set is kept with the row object itself, once per
-    snapshot: the request path then neither builds the metadata nor checks the allow-lists
-    again, and nothing it depends on can change without dropping the snapshot (a saved row
-    moves the state version; a settings change clears it). Keys derived from the client
-    secret, or fetched from the ``jwks_uri``, are chosen for every response as before.
+    snapshot, with the values it was chosen from: the request path then does not build the
+    metadata again. A saved row moves the state version (a new snapshot, a new row object); the
+    row's values changed in place, or the enabled algorithms narrowed, choose afresh. Keys
+    derived from the client secret, or fetched from the ``jwks_uri``, are chosen for every
+    response as before.
     """
     snapshot = state.current()
+    # What the choice depends on: the row, its stored values, and the enabled algorithms.
+    stored = (
+        settings.jwks,
+        settings.authorization_encrypted_response_alg,
+        settings.authorization_encrypted_response_enc,
+    )
     found = snapshot.recall("settings-encryption-key", application.pk)
-    if found is not None and found[0] is settings:
-        kept: EncryptionKey = found[1]
-        return kept
+    if (
+        found is not None
+        and found[0] is settings
+        and all(kept is now for kept, now in zip(found[1], stored, strict=True))
+        and found[2].alg in jarm_settings.encryption_algs
+        and found[2].enc in jarm_settings.encryption_encs
+    ):
+        key: EncryptionKey = found[2]
+        return key
     metadata = settings.metadata()
     key = get_encryption_key(application, metadata)
     if metadata.jwks and metadata.authorization_encrypted_response_alg not in SYMMETRIC_ENCRYPTION_ALGS:
-        snapshot.remember("settings-encryption-key", application.pk, (settings, key))
+        snapshot.remember("settings-encryption-key", application.pk, (settings, stored, key))
     return key
 
 

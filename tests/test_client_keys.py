@@ -739,6 +739,26 @@ def test_the_stored_rows_key_is_kept_with_the_row(make_app, monkeypatch):
     assert chosen == [app.client_id] * 2
 
 
+def test_the_kept_key_follows_the_rows_values_and_the_enabled_algorithms(make_app, monkeypatch):
+    app, _ = _inline_settings(make_app, _rsa_set("rp-1"))
+    row = app.jarm
+    assert client_keys.settings_encryption_key(app, row).alg == "RSA-OAEP-256"
+    # Values changed in place on the same row object: chosen afresh.
+    row.authorization_encrypted_response_alg = "RSA-OAEP"
+    assert client_keys.settings_encryption_key(app, row).alg == "RSA-OAEP"
+    row.authorization_encrypted_response_enc = "A256GCM"
+    assert client_keys.settings_encryption_key(app, row).enc == "A256GCM"
+    row.jwks = _rsa_set("rp-2")
+    assert client_keys.settings_encryption_key(app, row).kid == "rp-2"
+    # A JARM dict that no longer enables the algorithm, swapped in without a settings signal.
+    monkeypatch.setattr(django_settings, "JARM", {"ENCRYPTION_ALGS_SUPPORTED": ["ECDH-ES"]}, raising=False)
+    with pytest.raises(client_keys.KeyUnavailable, match="RSA-OAEP is not enabled"):
+        client_keys.settings_encryption_key(app, row)
+    monkeypatch.setattr(django_settings, "JARM", {"ENCRYPTION_ENCS_SUPPORTED": ["A128GCM"]}, raising=False)
+    with pytest.raises(client_keys.KeyUnavailable, match="A256GCM is not enabled"):
+        client_keys.settings_encryption_key(app, row)
+
+
 @pytest.mark.parametrize(
     "jarm",
     [
