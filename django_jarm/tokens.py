@@ -39,6 +39,7 @@ from .client_keys import EncryptionKey
 from .conf import ALL_ENCRYPTION_ALGS, ALL_ENCRYPTION_ENCS, ALL_SIGNING_ALGS
 from .exceptions import ConfigurationError
 from .keys import SigningKey
+from .validation import ENC_KEY_OCTETS
 
 #: Response parameters whose values are numbers (JARM 2.1: "numerical values ... as JSON numbers").
 NUMERIC_PARAMETERS = frozenset({"expires_in"})
@@ -67,18 +68,17 @@ SIGNING_KEY_TYPES: dict[str, tuple[str, str | None]] = {
     "Ed25519": ("OKP", "Ed25519"),
 }
 
-#: RFC 7518 5.2.3-5.2.5: each AES_CBC_HMAC_SHA2 ``enc``, as (MAC key octets = encryption key
-#: octets = tag octets, HMAC hash). The content encryption key is the MAC key, then the AES key.
-CBC_HMAC = {"A128CBC-HS256": (16, "sha256"), "A192CBC-HS384": (24, "sha384"), "A256CBC-HS512": (32, "sha512")}
-#: RFC 7518 5.3: each AES GCM ``enc``, as its key octets; a 96-bit IV and a 128-bit tag.
-GCM_KEY_OCTETS = {"A128GCM": 16, "A192GCM": 24, "A256GCM": 32}
+#: RFC 7518 5.2.3-5.2.5: the HMAC hash of each AES_CBC_HMAC_SHA2 ``enc``. Its content encryption
+#: key is the MAC key, then the AES key, of half its length each; the tag is as long as either.
+#: Every other ``enc`` of the allow-list is AES GCM (RFC 7518 5.3): a 96-bit IV, a 128-bit tag.
+CBC_HMAC_HASH = {"A128CBC-HS256": "sha256", "A192CBC-HS384": "sha384", "A256CBC-HS512": "sha512"}
 
 # The allow-lists: one stateless algorithm object per name in conf's lists, which never hold
 # "none" or RSA1_5 (FAPI 1.0 Advanced 8.6.1). A name outside them cannot be signed or encrypted.
 _SIGNERS = {alg: JWA.signing_alg("EdDSA" if alg == "Ed25519" else alg) for alg in ALL_SIGNING_ALGS}
 _KEY_MANAGEMENT = {alg: JWA.keymgmt_alg(alg) for alg in ALL_ENCRYPTION_ALGS}
 #: The content encryption key length of each ``enc`` of the allow-list (a KeyError for any other).
-_CEK_OCTETS = {enc: 2 * CBC_HMAC[enc][0] if enc in CBC_HMAC else GCM_KEY_OCTETS[enc] for enc in ALL_ENCRYPTION_ENCS}
+_CEK_OCTETS = {enc: ENC_KEY_OCTETS[enc] for enc in ALL_ENCRYPTION_ENCS}
 
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
@@ -152,9 +152,9 @@ Signature = Callable[[bytes], bytes]
 #: Wraps a content encryption key to one recipient key: CEK octets -> JWE Encrypted Key octets.
 KeyWrap = Callable[[bytes], bytes]
 
-#: Prepared signatures of the server's RSA and EC keys, and prepared key wrapping to clients'
-#: RSA keys, by (identity of the parsed key, alg). Each entry holds its key, so an id is never
-#: taken for another key's while the entry lives.
+#: Prepared signatures of the server's RSA and EC keys (``_PREPARED``) and prepared key wrapping
+#: to clients' RSA keys (``_WRAPS``), by (identity of the parsed key, alg). Each entry holds its
+#: key, so an id is never taken for another key's while the entry lives.
 _PREPARED: dict[tuple[int, str], tuple[jwk.JWK, Signature]] = {}
 _PREPARED_MAX = 64
 _WRAPS: dict[tuple[int, str], tuple[jwk.JWK, KeyWrap | None]] = {}
@@ -240,13 +240,14 @@ def sign(claims: dict[str, Any], key: SigningKey) -> CompactJWT:
 
 
 def _prepare_wrap(key: EncryptionKey) -> KeyWrap | None:
-    """RSAES-OAEP key wrapping to ``key``, checked once (RFC 7518 4.3); ``None`` for the others.
+    """RSAES-OAEP key wrapping to ``key`` (RFC 7518 4.3), checked once; ``None`` when jwcrypto's
+    algorithm object does not name its padding (then its own ``wrap()`` runs per response).
 
     What jwcrypto's RSA algorithm object does per call (the key type, use and key_ops checks,
     the public key lookup) done once; the encryption itself is the same call with its padding.
     """
     padding = getattr(_KEY_MANAGEMENT[key.alg], "padfn", None)
-    if not key.alg.startswith("RSA-OAEP") or padding is None:
+    if padding is None:
         return None
     if key.jwk.get("kty") != "RSA":
         raise ValueError("the key does not fit the algorithm")
@@ -276,8 +277,9 @@ def encrypt_content(enc: str, cek: bytes, aad: bytes, plaintext: bytes) -> tuple
     """RFC 7518 5.2.2.1 (AES_CBC_HMAC_SHA2) or 5.3 (AES GCM): the IV, the ciphertext, the tag."""
     if len(cek) != _CEK_OCTETS[enc]:
         raise ValueError("the content encryption key does not fit the algorithm")
-    if enc in CBC_HMAC:
-        octets, digest = CBC_HMAC[enc]
+    digest = CBC_HMAC_HASH.get(enc)
+    if digest is not None:
+        octets = len(cek) // 2
         iv = os.urandom(16)
         pad = 16 - len(plaintext) % 16  # PKCS #7 to the AES block size
         encryptor = Cipher(algorithms.AES(cek[octets:]), modes.CBC(iv)).encryptor()
