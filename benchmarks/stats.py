@@ -107,10 +107,9 @@ def measure_pairs(
     rounds: int,
     calls: int,
     *,
-    combine: Callable[[float, float], float] = lambda a, b: a - b,
     before_round: Callable[[], None] | None = None,
 ) -> Samples:
-    """For each pair ``(A, B)``, ``combine(A, B)`` of calls made back to back, ``rounds * calls`` times.
+    """For each pair ``(A, B)``, ``A - B`` of calls made back to back, ``rounds * calls`` times.
 
     The two calls of a pair run one right after the other, in a random order, so a slowdown
     from elsewhere on the machine (which lasts longer than two calls) hits both; the pairs run
@@ -138,7 +137,7 @@ def measure_pairs(
                         a, b = timed(first.call), timed(second.call)
                     else:
                         b, a = timed(second.call), timed(first.call)
-                    results[name].append(combine(a, b))
+                    results[name].append(a - b)
         finally:
             gc.enable()
     return results
