@@ -378,7 +378,9 @@ def test_a_short_hmac_secret_is_refused():
     with pytest.raises(ConfigurationError, match=r"^Signing with HS256 key k failed: ValueError\.$") as caught:
         sign(CLAIMS, SigningKey("HS256", "k", oct_jwk(octets(31))))
     assert str(caught.value.__cause__) == "the HMAC key is shorter than the hash output"
-    assert sign(CLAIMS, SigningKey("HS256", "k", oct_jwk(octets(32))))  # exactly the hash size is enough
+    # Exactly the hash size is enough.
+    token = sign(CLAIMS, SigningKey("HS256", "k", oct_jwk(octets(32))))
+    assert jwt.decode(token, OctKey.import_key(octets(32)), algorithms=["HS256"]).claims == CLAIMS
 
 
 def test_claims_that_are_not_json_fail(signing_key):
